@@ -1,0 +1,193 @@
+"""Numbered sources -> prompt -> LLM -> parsed, checked citations -> Answer.
+
+The pipeline for one (standalone) question over a list of source chunks:
+
+1. The system message holds the instructions and the numbered sources, in the order
+   given; the user message holds the question and the answer language. The model's
+   reply streams out as it is written (`Token`s), except a leading NOT_FOUND.
+2. The reply is split into sentences with their [n] markers; markers pointing to no
+   source are dropped. A sentence the model left without a marker is given the source
+   most similar to it (e5), and must then pass the same checks as any other.
+3. Each sentence is checked against its cited sources:
+   - a figure that appears in no source fails it at once (the model's typical invention);
+   - otherwise the model is asked, with the same cached system message, whether the cited
+     source states the sentence, and P("Yes") must reach the threshold (stricter when the
+     sentence names someone or something no source mentions).
+4. Sentences that pass make `Answer.text`; the rest go to `Answer.unsupported`. No
+   sentence left, or a NOT_FOUND reply, means abstention: the shared "cannot answer"
+   phrase in the question's language and no citations.
+
+Deliberately not here: retrieval, follow-up rewriting, language detection (see
+`assistant.py`); this module only turns sources + a question into a checked answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag import prompts
+from rag.citations import novel_names, novel_numbers, parse_answer
+from rag.embeddings import Embedder
+from rag.llm import LLM, Completion, Message
+from rag.types import Answer, Chunk, Citation, Sentence, Status, Token
+
+STRICT_SUPPORT = 0.8  # threshold when the sentence names something absent from the sources
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    max_tokens: int = 200
+    verify: bool = True
+    support_threshold: float = 0.5
+
+
+def citation_for(number: int, chunk: Chunk, supported: bool = True) -> Citation:
+    return Citation(
+        number=number,
+        text=chunk.text,
+        doc_path=chunk.doc_path,
+        title=chunk.title,
+        date=chunk.date,
+        start=chunk.start,
+        end=chunk.end,
+        chunk_id=chunk.id,
+        supported=supported,
+    )
+
+
+def system_message(sources: Sequence[Chunk]) -> str:
+    """Instructions + sources grouped by document, numbered 1..N in the given order."""
+    groups: list[tuple[str, str, list[tuple[int, str]]]] = []
+    for number, chunk in enumerate(sources, 1):
+        if groups and groups[-1][0] == chunk.title and groups[-1][1] == chunk.date:
+            groups[-1][2].append((number, chunk.text))
+        else:
+            groups.append((chunk.title, chunk.date, [(number, chunk.text)]))
+    return prompts.SYSTEM.format(sources=prompts.format_sources(groups))
+
+
+class Answerer:
+    def __init__(self, llm: LLM, embedder: Embedder | None = None, config: AnswerConfig | None = None):
+        self.llm = llm
+        self.embedder = embedder
+        self.config = config or AnswerConfig()
+
+    def stream(
+        self,
+        question: str,
+        sources: Sequence[Chunk],
+        language: str,
+        started: float | None = None,
+    ) -> Iterator[Token | Status | Answer]:
+        """Yield Tokens as the model writes, Status while checking, then one Answer."""
+        started = started if started is not None else time.perf_counter()
+        timings: dict[str, float] = {}
+        system = system_message(sources)
+        messages: list[Message] = [
+            {"role": "system", "content": system},
+            {
+                "role": "user",
+                "content": prompts.QUESTION.format(
+                    question=question, language=prompts.LANGUAGE_NAMES.get(language, "English")
+                ),
+            },
+        ]
+        completion = Completion()
+        held = ""  # text held back while it could still be the NOT_FOUND token
+        for piece in self.llm.stream(messages, self.config.max_tokens, completion):
+            if "first_token_s" not in timings:
+                timings["first_token_s"] = time.perf_counter() - started
+            if held is not None:
+                held += piece
+                if prompts.NOT_FOUND_TOKEN.startswith(held.strip()) or held.strip().startswith(prompts.NOT_FOUND_TOKEN):
+                    continue
+                piece, held = held, None  # type: ignore[assignment]
+            yield Token(piece)
+        timings["generation_s"] = time.perf_counter() - started
+        usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
+        usage["cached_tokens"] = completion.cached_tokens
+
+        checked = time.perf_counter()
+        if self.config.verify:
+            yield Status("Checking citations")
+        answer = self.check(question, completion.text, sources, language, system)
+        timings["check_s"] = time.perf_counter() - checked
+        timings["total_s"] = time.perf_counter() - started
+        answer.timings.update(timings)
+        answer.usage.update(usage)
+        yield answer
+
+    def check(self, question: str, raw: str, sources: Sequence[Chunk], language: str, system: str) -> Answer:
+        shown = [citation_for(i, c) for i, c in enumerate(sources, 1)]
+        answer = Answer(question=question, text="", citations=[], abstained=True, language=language, raw_text=raw)
+        answer.sources = shown
+        if not raw.strip() or prompts.NOT_FOUND_TOKEN in raw:
+            return self._abstain(answer, "the model found no answer in the sources")
+
+        parsed = parse_answer(raw, len(sources))
+        if not parsed:
+            return self._abstain(answer, "the reply had no usable sentence")
+        all_texts = [c.text for c in sources] + [c.title for c in sources] + [c.date for c in sources] + [question]
+        sentences: list[Sentence] = []
+        for text, cited in parsed:
+            if not cited:
+                cited = self._best_source(text, sources)
+            ok = bool(cited) and self._supported(question, text, cited, sources, all_texts, system)
+            sentences.append(Sentence(text=text, citations=tuple(cited), supported=ok))
+        answer.sentences = sentences
+        kept = [s for s in sentences if s.supported]
+        answer.unsupported = [s.text for s in sentences if not s.supported]
+        if not kept:
+            return self._abstain(answer, "no sentence of the reply is supported by its cited source")
+        numbers = sorted({n for s in kept for n in s.citations})
+        answer.text = " ".join(f"{s.text} " + "".join(f"[{n}]" for n in s.citations) for s in kept)
+        answer.citations = [shown[n - 1] for n in numbers]
+        answer.abstained = False
+        return answer
+
+    def _abstain(self, answer: Answer, reason: str) -> Answer:
+        answer.abstained = True
+        answer.abstain_reason = reason
+        answer.text = prompts.CANNOT_ANSWER.get(answer.language, prompts.CANNOT_ANSWER["en"])
+        answer.citations = []
+        return answer
+
+    def _best_source(self, sentence: str, sources: Sequence[Chunk]) -> list[int]:
+        if self.embedder is None or not sources:
+            return []
+        vectors = self.embedder.embed_passages([c.text for c in sources])
+        query = self.embedder.embed_query(sentence)
+        return [int(np.argmax(vectors @ query)) + 1]
+
+    def _supported(
+        self,
+        question: str,
+        sentence: str,
+        cited: Sequence[int],
+        sources: Sequence[Chunk],
+        all_texts: list[str],
+        system: str,
+    ) -> bool:
+        cited_texts = [sources[n - 1].text for n in cited]
+        # A figure found in no source is invented, whatever the model thinks of it.
+        if novel_numbers(sentence, all_texts):
+            return False
+        if not self.config.verify:
+            return True
+        threshold = self.config.support_threshold
+        if novel_names(sentence, cited_texts + [question]):
+            threshold = max(threshold, STRICT_SUPPORT)
+        best = 0.0
+        for n in cited:
+            prompt = prompts.SUPPORT.format(question=question, sentence=sentence, number=n)
+            best = max(
+                best,
+                self.llm.yes_probability([{"role": "system", "content": system}, {"role": "user", "content": prompt}]),
+            )
+            if best >= threshold:
+                return True
+        return False

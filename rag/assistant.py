@@ -1,0 +1,234 @@
+"""The facade: ingest a folder, then ask, stream or chat. The UI, CLI and eval use only this.
+
+Which passages the model sees:
+- small document sets (all chunks fit in `full_context_tokens`): every chunk, in a fixed
+  order. The system message is then identical for every question, so the llama.cpp
+  server reuses its KV cache and each question pays only for its own tokens
+  (cache-augmented generation). An off-topic question is still caught by the relevance
+  gate below.
+- larger sets: the `top_k` passages of hybrid retrieval (dense + BM25, fused).
+
+Abstention has three independent gates, since the 1.5B model alone almost never abstains:
+relevance (the best e5 similarity is below `min_relevance`), the model's own NOT_FOUND,
+and the per-sentence support check in `answer.py`.
+
+Collaborators are optional (`llm=None, embedder=None, store=None`) and built from
+settings when missing; the embedded LLM server starts only when the first question needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag import prompts
+from rag.answer import AnswerConfig, Answerer
+from rag.config import Settings
+from rag.embeddings import E5Embedder, Embedder
+from rag.errors import EmptyIndexError, QuestionError, RagError
+from rag.ingest import sync_folder
+from rag.language import detect
+from rag.llm import LLM, Message, default_llm
+from rag.loaders import LoadError, load_file
+from rag.retrieve import Retriever
+from rag.store import ChunkStore
+from rag.types import Answer, Chunk, IngestReport, Status, Token
+
+log = logging.getLogger(__name__)
+
+Event = Token | Status | Answer
+History = Sequence[dict[str, Any]]
+MAX_HISTORY_TURNS = 6
+
+
+class Assistant:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        llm: LLM | None = None,
+        embedder: Embedder | None = None,
+        store: ChunkStore | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        s = self.settings
+        self.embedder = embedder or E5Embedder(num_threads=s.embed_threads, batch_size=s.embed_batch)
+        self.store = store or ChunkStore(
+            collection=s.collection,
+            path=s.index_dir,
+            url=s.chroma_url,
+            auth_token=s.chroma_auth_token,
+            embedder_name=self.embedder.name,
+        )
+        self._llm = llm
+        self.retriever = Retriever(self.store, self.embedder, s.candidates, s.dense_weight, s.bm25_weight)
+
+    # -- collaborators -------------------------------------------------------------------
+
+    @property
+    def llm(self) -> LLM:
+        if self._llm is None:
+            self._llm = default_llm(self.settings)
+        return self._llm
+
+    def _answerer(self) -> Answerer:
+        s = self.settings
+        config = AnswerConfig(max_tokens=s.max_answer_tokens, verify=s.verify, support_threshold=s.support_threshold)
+        return Answerer(self.llm, self.embedder, config)
+
+    # -- documents -----------------------------------------------------------------------
+
+    def ingest(
+        self,
+        folder: str | Path | None = None,
+        progress: Callable[[int, int, str], None] | None = None,
+        show_bar: bool = False,
+    ) -> IngestReport:
+        """Sync a folder (default: settings.docs_dir) into the index; returns what changed."""
+        path = Path(folder).expanduser() if folder is not None else self.settings.docs_dir
+        report = sync_folder(path, self.store, self.embedder, self.settings.chunk_tokens, progress, show_bar)
+        if report.changed or not self.retriever.chunks:
+            self.retriever.refresh()
+        return report
+
+    def documents(self) -> list[dict[str, Any]]:
+        """One entry per indexed document: path, title, date, chunk count."""
+        docs: dict[tuple[str, str], dict[str, Any]] = {}
+        for chunk in self.retriever.chunks:
+            entry = docs.setdefault(
+                (chunk.source, chunk.doc_path),
+                {"path": chunk.doc_path, "source": chunk.source, "title": chunk.title, "date": chunk.date, "chunks": 0},
+            )
+            entry["chunks"] += 1
+        return list(docs.values())
+
+    def document_text(self, doc_path: str, source: str | None = None) -> str:
+        """Full text of an indexed document (only indexed documents can be read this way)."""
+        for doc in self.documents():
+            if doc["path"] == doc_path and (source is None or doc["source"] == source):
+                try:
+                    return load_file(Path(doc["source"]) / doc_path, Path(doc["source"])).text
+                except LoadError as exc:
+                    raise RagError(str(exc)) from exc
+        raise RagError(f"{doc_path!r} is not an indexed document.")
+
+    def describe(self) -> dict[str, str]:
+        s = self.settings
+        server = f"{s.llm_base_url} (remote)" if s.llm_base_url else "embedded llama.cpp (loopback)"
+        mode = (
+            "all passages in a cached prefix"
+            if self._full_context()
+            else f"hybrid retrieval, top {s.top_k} passages (dense e5 + BM25, fused)"
+        )
+        return {
+            "llm": s.llm_model or ("qwen2.5-coder-1.5b-instruct (bundled)" if not s.llm_base_url else "default"),
+            "llm_server": server,
+            "embedder": self.embedder.name,
+            "store": f"Chroma {'server ' + s.chroma_url if s.chroma_url else 'at ' + str(s.index_dir)}",
+            "documents": str(len(self.documents())),
+            "passages": str(len(self.retriever.chunks)),
+            "mode": mode,
+        }
+
+    # -- questions -----------------------------------------------------------------------
+
+    def ask(self, question: str, history: History | None = None) -> Answer:
+        answer = None
+        for event in self.stream(question, history):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None  # stream always ends with an Answer
+        return answer
+
+    def chat(self, question: str, history: History | None = None) -> Answer:
+        """A turn of a conversation: `history` is [{"role": "user"|"assistant", "content": str}, ...]."""
+        return self.ask(question, history)
+
+    def stream(self, question: str, history: History | None = None) -> Iterator[Event]:
+        """Yield Status and Token events as work progresses, then exactly one Answer."""
+        started = time.perf_counter()
+        question = self._validate(question)
+        if not self.retriever.chunks:
+            raise EmptyIndexError("Nothing is indexed yet. Add documents to the folder and run `python -m rag ingest`.")
+        language = detect(question, default=self._history_language(history))
+        standalone = question
+        timings: dict[str, float] = {}
+        if history:
+            yield Status("Understanding the follow-up")
+            standalone = self.rewrite(question, history)
+            timings["rewrite_s"] = time.perf_counter() - started
+
+        yield Status("Searching the documents")
+        t0 = time.perf_counter()
+        relevance = self.retriever.relevance(standalone)
+        sources = self._sources(standalone)
+        timings["retrieval_s"] = time.perf_counter() - t0
+
+        if relevance < self.settings.min_relevance:
+            answer = self._answerer().check(standalone, "", [], language, "")
+            answer.abstain_reason = f"no passage is relevant enough (best similarity {relevance:.3f})"
+            events: Iterator[Event] = iter([answer])
+        else:
+            events = self._answerer().stream(standalone, sources, language, started)
+        for event in events:
+            if isinstance(event, Answer):
+                event.question = question
+                event.standalone_question = standalone
+                event.timings.update(timings)
+                event.timings.setdefault("total_s", time.perf_counter() - started)
+                event.timings.setdefault("first_token_s", event.timings["total_s"])
+            yield event
+
+    def rewrite(self, question: str, history: History) -> str:
+        """Turn a follow-up into a standalone question using the conversation."""
+        lines = []
+        for turn in list(history)[-MAX_HISTORY_TURNS:]:
+            role = "User" if turn.get("role") == "user" else "Assistant"
+            content = " ".join(str(turn.get("content", "")).split())[:400]
+            lines.append(f"{role}: {content}")
+        prompt = prompts.REWRITE.format(history="\n".join(lines), question=question)
+        messages: list[Message] = [{"role": "user", "content": prompt}]
+        rewritten = self.llm.complete(messages, max_tokens=60).text.strip().strip('"').splitlines()
+        candidate = rewritten[0].strip() if rewritten else ""
+        return candidate if 3 <= len(candidate) <= 2 * len(question) + 200 else question
+
+    def warm(self) -> None:
+        """Read the fixed prefix (instructions + all sources) into the LLM's KV cache now."""
+        if self._full_context():
+            from rag.answer import system_message
+
+            system = system_message(self.retriever.chunks)
+            self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": "Hi"}], 1)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _full_context(self) -> bool:
+        return 0 < self.retriever.total_tokens <= self.settings.full_context_tokens
+
+    def _sources(self, question: str) -> list[Chunk]:
+        if self._full_context():
+            return list(self.retriever.chunks)
+        return [hit.chunk for hit in self.retriever.search(question, self.settings.top_k)]
+
+    def _validate(self, question: str) -> str:
+        if not isinstance(question, str):
+            raise QuestionError("The question must be text.")
+        cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in question).strip()
+        if not cleaned:
+            raise QuestionError("The question is empty. Type a question about your documents.")
+        limit = self.settings.max_question_chars
+        if len(cleaned) > limit:
+            raise QuestionError(
+                f"The question is {len(cleaned)} characters long; the limit is {limit} (RAG_MAX_QUESTION_CHARS). "
+                "Shorten it."
+            )
+        return cleaned
+
+    @staticmethod
+    def _history_language(history: History | None) -> str:
+        for turn in reversed(list(history or [])):
+            if turn.get("role") == "user":
+                return detect(str(turn.get("content", "")), default="en")
+        return "en"

@@ -1,0 +1,82 @@
+"""Settings: one pydantic-settings object; every field has a default and a description.
+
+Environment variables with the `RAG_` prefix override the defaults, e.g.
+`RAG_LLM_BASE_URL=http://localhost:8000/v1` or `RAG_DOCS_DIR=~/papers`.
+Fields are flat (not nested) so each maps to one obvious variable name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    # documents and index
+    docs_dir: Path = Field(PROJECT_ROOT / "seeds", description="Folder of documents to chat with.")
+    index_dir: Path = Field(PROJECT_ROOT / "index", description="Where the Chroma index is kept.")
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Feedback, uploads and other app data.")
+    cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="Assembled model file and other rebuildable caches.")
+    collection: str = Field("documents", description="Chroma collection name for this document set.")
+    chroma_url: str = Field("", description="Chroma server URL (http://host:port); empty = embedded store.")
+    chroma_auth_token: str = Field("", description="Bearer token for the Chroma server, if any.")
+
+    # chunking and retrieval
+    chunk_tokens: int = Field(160, ge=20, le=2000, description="Target chunk size in tiktoken tokens.")
+    top_k: int = Field(5, ge=1, le=50, description="Passages given to the model on the retrieval path.")
+    candidates: int = Field(30, ge=1, le=500, description="Candidates each retriever returns before fusion.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of dense (e5) ranks in rank fusion.")
+    bm25_weight: float = Field(0.5, ge=0, description="Weight of BM25 ranks in rank fusion.")
+    full_context_tokens: int = Field(
+        1500,
+        ge=0,
+        description="If all documents together fit in this many tokens, every passage is given to "
+        "the model in a fixed order (its KV cache is reused across questions) instead of retrieving.",
+    )
+
+    # embeddings
+    embed_threads: int = Field(2, ge=1, description="Threads for the embedded e5 model.")
+    embed_batch: int = Field(32, ge=1, description="Passages embedded per batch.")
+
+    # LLM
+    llm_base_url: str = Field("", description="OpenAI-compatible server URL; empty = embedded llama.cpp.")
+    llm_model: str = Field("", description="Model name on the LLM server (embedded: the bundled Qwen).")
+    llm_api_key: str = Field("", description="API key for the LLM server.")
+    llm_timeout: float = Field(120.0, gt=0, description="Seconds before an LLM request is abandoned.")
+    llm_retries: int = Field(2, ge=0, description="Retries, with backoff, for a failing LLM request.")
+    llm_ctx: int = Field(8192, ge=512, description="Context size of the embedded server.")
+    llm_threads: int = Field(2, ge=1, description="Threads of the embedded server.")
+    max_answer_tokens: int = Field(200, ge=16, description="Longest answer the model may write.")
+
+    # answering
+    verify: bool = Field(True, description="Check that each cited passage supports its sentence.")
+    support_threshold: float = Field(
+        0.5, ge=0, le=1, description="Minimum P(yes) from the support check to keep a sentence."
+    )
+    min_relevance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Abstain when the best e5 similarity of any passage to the question is below this.",
+    )
+    max_question_chars: int = Field(2000, ge=10, description="Longer questions are refused.")
+
+    # UI
+    ui_host: str = Field("127.0.0.1", description="Address the chat UI binds.")
+    ui_port: int = Field(7860, description="Port of the chat UI.")
+    ui_auth: str = Field("", description="user:password to require a login in the UI.")
+
+    @field_validator("docs_dir", "index_dir", "data_dir", "cache_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def embedded_llm(self) -> bool:
+        return not self.llm_base_url

@@ -1,0 +1,166 @@
+"""Incremental sync of a folder into the store.
+
+For each supported file, the sha256 of its bytes is compared with the manifest read back
+from the store (see `store.py`): unchanged files are not even parsed; new and changed
+files are loaded, chunked and embedded; files gone from the folder lose their chunks.
+
+Order of writes, chosen so that a crash at any point leaves a state the next run repairs:
+new chunks are upserted first (ids are stable, so a repeat overwrites), then the old
+version's leftover chunks are deleted. A document caught between the two shows two
+sha256 in the manifest and is simply redone. Nothing is ever duplicated.
+
+Identical chunk texts are embedded once per run, and texts already in the store (same
+sha256) reuse their stored vectors, so re-ingesting an edited document only embeds what
+changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from rag.chunking import chunk_document
+from rag.embeddings import Embedder
+from rag.errors import RagError
+from rag.loaders import LoadError, iter_files, load_file
+from rag.store import ChunkStore, WriteLock, text_sha
+from rag.types import Chunk, Document, IngestReport
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]  # (done, total, message)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_key(folder: Path) -> str:
+    return str(folder.resolve())
+
+
+@dataclass
+class _Pending:
+    """Chunks waiting to be embedded and written, grouped by document."""
+
+    docs: list[tuple[str, str, list[Chunk]]] = field(default_factory=list)  # (path, sha, chunks)
+
+    @property
+    def size(self) -> int:
+        return sum(len(chunks) for _, _, chunks in self.docs)
+
+
+def sync_folder(
+    folder: Path,
+    store: ChunkStore,
+    embedder: Embedder,
+    chunk_tokens: int = 160,
+    progress: Progress | None = None,
+    show_bar: bool = False,
+    flush_chunks: int = 256,
+) -> IngestReport:
+    """Make the store hold exactly the current supported files of `folder`."""
+    if not folder.is_dir():
+        raise RagError(f"Document folder {str(folder)!r} does not exist or is not a folder. Check RAG_DOCS_DIR.")
+    started = time.perf_counter()
+    source = source_key(folder)
+    report = IngestReport()
+    lock = WriteLock(store.path) if store.path else contextlib.nullcontext()
+    with lock:
+        indexed = store.manifest(source)
+        files = list(iter_files(folder))
+        seen: set[str] = set()
+        todo: list[tuple[Path, str, str]] = []  # (file, rel, sha)
+        for path in files:
+            rel = path.relative_to(folder).as_posix()
+            seen.add(rel)
+            try:
+                sha = file_sha256(path)
+            except OSError as exc:
+                _skip(report, rel, f"{rel}: cannot read file ({exc.strerror or exc})")
+                continue
+            if indexed.get(rel) == {sha}:
+                report.unchanged += 1
+                continue
+            todo.append((path, rel, sha))
+
+        bar = _bar(len(todo), show_bar)
+        pending = _Pending()
+        for done, (path, rel, sha) in enumerate(todo, 1):
+            try:
+                doc = load_file(path, folder)
+            except LoadError as exc:
+                _skip(report, rel, str(exc))
+                if rel in indexed:  # it was indexed before and is now unreadable: keep nothing stale
+                    store.delete_document(source, rel)
+                    report.removed.append(rel)
+                continue
+            doc = _with_source(doc, source, sha)
+            chunks = chunk_document(doc, chunk_tokens)
+            (report.updated if rel in indexed else report.added).append(rel)
+            pending.docs.append((rel, sha, chunks))
+            if pending.size >= flush_chunks:
+                _flush(pending, store, embedder, source, report)
+            if progress:
+                progress(done, len(todo), rel)
+            if bar is not None:
+                bar.update(1)
+        _flush(pending, store, embedder, source, report)
+        if bar is not None:
+            bar.close()
+
+        for rel in sorted(set(indexed) - seen):
+            store.delete_document(source, rel)
+            report.removed.append(rel)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _skip(report: IngestReport, rel: str, reason: str) -> None:
+    log.warning("skipped %s", reason)
+    report.skipped[rel] = reason
+
+
+def _with_source(doc: Document, source: str, sha: str) -> Document:
+    # keep the hash of the bytes we compared with the manifest, even if the file changed since
+    return replace(doc, source=source, sha256=sha)
+
+
+def _flush(pending: _Pending, store: ChunkStore, embedder: Embedder, source: str, report: IngestReport) -> None:
+    if not pending.docs:
+        return
+    chunks = [c for _, _, doc_chunks in pending.docs for c in doc_chunks]
+    if chunks:
+        shas = [text_sha(c.text) for c in chunks]
+        known = store.embeddings_by_text(shas)
+        missing = [c.text for c, s in zip(chunks, shas, strict=True) if s not in known]
+        if missing:
+            fresh = embedder.embed_passages(missing)
+            for text, vec in zip(missing, fresh, strict=True):
+                known[text_sha(text)] = vec
+        vectors = np.vstack([known[s] for s in shas])
+        store.upsert(chunks, vectors)
+        report.chunks_added += len(chunks)
+        report.chunks_embedded += len(set(missing))
+    for rel, sha, _ in pending.docs:
+        store.delete_document(source, rel, keep_sha256=sha)
+    pending.docs.clear()
+
+
+def _bar(total: int, show: bool):  # type: ignore[no-untyped-def]
+    if not show or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", desc="Indexing")
