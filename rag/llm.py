@@ -255,3 +255,57 @@ def default_llm(settings: Settings) -> LLM:
         settings.llm_timeout,
         settings.llm_retries,
     )
+
+
+class ScriptedLLM(LLM):
+    """A fake for tests: replies come from a queue or a function of the messages.
+
+    `yes_probability` is an honest, deterministic judge rather than a constant: the share
+    of the proposed answer's content words (4+ letters, accent-folded, first 5 letters)
+    that occur in the cited source's text inside the system message.
+    """
+
+    name = "scripted"
+    base_url = "scripted://"
+
+    def __init__(self, replies: list[str] | None = None, reply_fn: Any = None) -> None:
+        self.replies = list(replies or [])
+        self.reply_fn = reply_fn
+        self.calls: list[list[Message]] = []
+
+    def enqueue(self, *replies: str) -> None:
+        self.replies.extend(replies)
+
+    def stream(self, messages: list[Message], max_tokens: int, result: Completion) -> Iterator[str]:
+        self.calls.append(messages)
+        if self.reply_fn is not None:
+            reply = str(self.reply_fn(messages))
+        elif self.replies:
+            reply = self.replies.pop(0)
+        else:
+            reply = "NOT_FOUND"
+        result.prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        for word in reply.split(" "):
+            piece = word if not result.text else " " + word
+            result.text += piece
+            result.completion_tokens += 1
+            yield piece
+
+    def yes_probability(self, messages: list[Message]) -> float:
+        import re
+
+        from rag.citations import fold
+
+        self.calls.append(messages)
+        system, user = messages[0]["content"], messages[-1]["content"]
+        claim = re.search(r"Proposed answer: (.*)", user)
+        number = re.search(r"source \[(\d+)\]", user)
+        if not claim or not number:
+            return 0.5
+        # the last match: the worked example in the prompt also has a [1]
+        found = re.findall(rf"^\[{number.group(1)}\] (.*)$", system, re.MULTILINE)
+        if not found:
+            return 0.0
+        stems = lambda text: {fold(w)[:5] for w in re.findall(r"\w{4,}", text)}  # noqa: E731
+        words = stems(claim.group(1))
+        return len(words & stems(found[-1])) / len(words) if words else 0.0

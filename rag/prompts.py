@@ -42,7 +42,7 @@ Rules:
 - End every sentence with the number of the source that states it, in brackets, like [2].
 - If the sources do not state the answer, reply exactly: NOT_FOUND
 
-Example:
+Example (not one of the sources below):
 Sources:
 [1] La société a fermé son usine de Lyon en 2019 à cause de la baisse des ventes.
 Question: Why did the company close its Lyon plant?

@@ -110,9 +110,9 @@ def format_sources(citations: list[Citation]) -> str:
         return ""
     blocks = ["**Sources**"]
     for c in citations:
-        heading = f"[{c.number}] {escape_text(c.title or c.doc_path)}"
-        if c.date:
-            heading += f" &#40;{escape_text(c.date)}&#41;"
+        heading = f"[{c.number}] {escape_text(_one_line(c.title or c.doc_path))}"
+        if c.date.strip():
+            heading += f" &#40;{escape_text(_one_line(c.date))}&#41;"
         passage = "<br>".join(escape_text(c.text.strip()).splitlines())
         blocks.append(f"<details open><summary>{heading}</summary>\n<blockquote>{passage}</blockquote>\n</details>")
     return "\n\n".join(blocks)
@@ -254,14 +254,20 @@ def create_app(assistant: Any) -> gr.Blocks:
         def take(message: str) -> tuple[str, str]:
             return message, ""
 
-        asked = gr.on([textbox.submit, send.click], take, [textbox], [pending, textbox], queue=False)
-        answering = asked.then(respond, [pending, chatbot, history], [chatbot, history], api_name="chat")
+        asked = gr.on(
+            [textbox.submit, send.click], take, [textbox], [pending, textbox], queue=False, api_visibility="private"
+        )
+        # The question travels through a State, so the endpoint is no use as an HTTP API: private.
+        answering = asked.then(
+            respond, [pending, chatbot, history], [chatbot, history], api_name="chat", api_visibility="private"
+        )
 
         def reset() -> tuple[Messages, History, str]:
             return [], [], ""
 
-        new.click(reset, None, [chatbot, history, textbox], cancels=[answering], queue=False)
-        chatbot.clear(lambda: [], None, [history], cancels=[answering], queue=False)
+        quiet: dict[str, Any] = {"queue": False, "api_visibility": "private"}
+        new.click(reset, None, [chatbot, history, textbox], cancels=[answering], **quiet)
+        chatbot.clear(lambda: [], None, [history], cancels=[answering], **quiet)
     return app
 
 
@@ -275,7 +281,8 @@ def launch(app: gr.Blocks, settings: Settings) -> None:
         server_port=settings.ui_port,
         share=False,
         auth=auth,
-        footer_links=["gradio", "settings"],  # v6 replacement for show_api=False
+        footer_links=["gradio", "settings"],  # v6 replacement for show_api=False: no "api" link
+        run_history=False,  # v6 records runs in the browser and offers a Hugging Face upload
         ssr_mode=False,
         theme=THEME,
     )

@@ -1,0 +1,156 @@
+"""Command line: a thin adapter over `Assistant`.
+
+    python -m rag ingest [FOLDER]        sync a folder into the index (default: RAG_DOCS_DIR)
+    python -m rag ask "QUESTION" [--json]  answer once, with the cited passages
+    python -m rag chat                   a terminal chat loop (follow-ups use the history)
+    python -m rag ui                     the browser chat (same as app.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from rag.errors import RagError
+from rag.types import Answer, Status, Token
+
+
+def _assistant(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from rag.assistant import Assistant
+    from rag.config import Settings
+
+    overrides = {}
+    if getattr(args, "index", None):
+        overrides["index_dir"] = args.index
+    return Assistant(Settings(**overrides))
+
+
+def print_answer(answer: Answer, out: TextIO) -> None:
+    out.write(answer.text.strip() + "\n")
+    if answer.unsupported:
+        out.write("\nRemoved (not supported by the sources):\n")
+        for sentence in answer.unsupported:
+            out.write(f"  - {sentence}\n")
+    if answer.citations:
+        out.write("\nSources:\n")
+        for c in answer.citations:
+            head = f"[{c.number}] {c.title}" + (f" ({c.date})" if c.date else "") + f" - {c.doc_path}"
+            out.write(f"{head}, chars {c.start}-{c.end}\n")
+            out.write(f"    {' '.join(c.text.split())}\n")
+    t = answer.timings
+    out.write(
+        f"\n(retrieval {t.get('retrieval_s', 0):.2f} s, first token {t.get('first_token_s', 0):.2f} s, "
+        f"total {t.get('total_s', 0):.2f} s)\n"
+    )
+
+
+def _stream_answer(assistant, question: str, history: list[dict[str, str]], out: TextIO) -> Answer:  # type: ignore[no-untyped-def]
+    answer = None
+    for event in assistant.stream(question, history):
+        if isinstance(event, Token):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, Status):
+            pass
+        elif isinstance(event, Answer):
+            answer = event
+    out.write("\n\n")
+    assert answer is not None
+    return answer
+
+
+def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
+    assistant = _assistant(args)
+    report = assistant.ingest(args.folder, show_bar=not args.quiet)
+    out.write(
+        f"added {len(report.added)}, updated {len(report.updated)}, removed {len(report.removed)}, "
+        f"unchanged {report.unchanged}, skipped {len(report.skipped)}; "
+        f"{report.chunks_added} chunks written, {report.chunks_embedded} embedded, in {report.seconds:.1f} s\n"
+    )
+    for path, reason in report.skipped.items():
+        out.write(f"  skipped {path}: {reason}\n")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, out: TextIO) -> int:
+    assistant = _assistant(args)
+    assistant.ingest()
+    if args.json:
+        out.write(json.dumps(assistant.ask(args.question).to_dict(), ensure_ascii=False, indent=2) + "\n")
+        return 0
+    answer = assistant.ask(args.question)
+    print_answer(answer, out)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, out: TextIO, stdin: TextIO = sys.stdin) -> int:
+    assistant = _assistant(args)
+    assistant.ingest()
+    history: list[dict[str, str]] = []
+    out.write("Ask about your documents. Empty line or Ctrl-D to quit; /new starts over.\n")
+    while True:
+        out.write("\n> ")
+        out.flush()
+        line = stdin.readline()
+        if not line or not line.strip():
+            return 0
+        question = line.strip()
+        if question == "/new":
+            history.clear()
+            continue
+        try:
+            answer = _stream_answer(assistant, question, history, out)
+        except RagError as exc:
+            out.write(f"Error: {exc}\n")
+            continue
+        out.write("---\n")
+        print_answer(answer, out)
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+
+
+def cmd_ui(args: argparse.Namespace, out: TextIO) -> int:
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parent.parent / "app.py"), run_name="__main__")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rag", description="Cited answers from your documents.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="sync a folder of documents into the index")
+    p.add_argument("folder", nargs="?", default=None, help="folder to ingest (default: RAG_DOCS_DIR)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("ask", help="answer one question")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="chat in the terminal")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("ui", help="serve the browser chat")
+    p.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args, out))
+    except RagError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,144 @@
+"""The Assistant facade on fakes: ingest, ask, stream, chat, documents, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag import prompts
+from rag.errors import EmptyIndexError, QuestionError, RagError
+from rag.llm import ScriptedLLM
+from rag.types import Answer, Status, Token
+
+SEED_ANSWER = "Parler a abandonné sa plainte contre Amazon [1]."
+
+
+def test_ask_answers_with_checked_citation_into_the_seed(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant(ScriptedLLM([SEED_ANSWER]))
+    report = assistant.ingest()
+    assert report.added == ["000_1d7c1f8b7bb62d9d.txt"] and report.chunks_added >= 3
+    answer = assistant.ask("Why did Parler drop its suit?")
+    assert not answer.abstained
+    assert answer.text.endswith("[1]")
+    citation = answer.citations[0]
+    assert citation.number == 1
+    assert citation.document == {
+        "path": "000_1d7c1f8b7bb62d9d.txt",
+        "title": citation.title,
+        "date": "2021-03",
+    }
+    assert citation.title.startswith("Le réseau social américain Parler")
+    full = assistant.document_text(citation.doc_path)
+    assert full[citation.start : citation.end] == citation.text
+    assert set(answer.timings) >= {"retrieval_s", "first_token_s", "total_s"}
+
+
+def test_small_set_gives_every_passage_in_document_order(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(["NOT_FOUND", "NOT_FOUND"])
+    assistant = make_assistant(llm)
+    assistant.ingest()
+    assistant.ask("Why did Parler drop its suit?")
+    assistant.ask("Who hosts Parler now?")
+    first, second = llm.calls[0][0]["content"], llm.calls[1][0]["content"]
+    assert first == second  # identical system prefix: the server's KV cache is reused
+    assert first.count("\n[") == len(assistant.retriever.chunks) + 1  # + the worked example
+
+
+def test_large_set_retrieves_top_k(make_assistant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(["NOT_FOUND"])
+    assistant = make_assistant(llm, full_context_tokens=0, top_k=2)
+    assistant.ingest()
+    assistant.ask("Epik hébergeur refuge extrême droite")
+    system = llm.calls[0][0]["content"]
+    assert "[2]" in system and "\n[3]" not in system
+    assert "Epik" in system
+
+
+def test_stream_yields_status_tokens_then_one_answer(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant(ScriptedLLM([SEED_ANSWER]))
+    assistant.ingest()
+    events = list(assistant.stream("Pourquoi Parler a-t-il abandonné sa plainte ?"))
+    assert isinstance(events[0], Status)
+    assert any(isinstance(e, Token) for e in events)
+    assert [type(e) for e in events].count(Answer) == 1 and isinstance(events[-1], Answer)
+    assert events[-1].language == "fr"
+
+
+def test_unanswerable_abstains_with_shared_phrase(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant(ScriptedLLM(["Parler sought 10 million dollars [1]."]))
+    assistant.ingest()
+    answer = assistant.ask("How much money did Parler seek in damages?")
+    assert answer.abstained and answer.citations == []
+    assert answer.text == prompts.CANNOT_ANSWER["en"]
+
+
+def test_relevance_gate_abstains_without_calling_the_llm(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(["Canberra [1]."])
+    assistant = make_assistant(llm, min_relevance=0.5)
+    assistant.ingest()
+    answer = assistant.ask("What is the capital of Australia?")
+    assert answer.abstained and "relevant" in answer.abstain_reason
+    assert llm.calls == []
+
+
+def test_chat_rewrites_follow_up_before_answering(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(["When did Parler file its suit against Amazon?", "NOT_FOUND"])
+    assistant = make_assistant(llm)
+    assistant.ingest()
+    history = [
+        {"role": "user", "content": "Why did Parler drop its suit?"},
+        {"role": "assistant", "content": "Because it was back online [2]."},
+    ]
+    answer = assistant.chat("And when did it file it?", history=history)
+    assert "Why did Parler drop its suit?" in llm.calls[0][0]["content"]  # the rewrite prompt saw the history
+    assert answer.standalone_question == "When did Parler file its suit against Amazon?"
+    assert answer.question == "And when did it file it?"
+    assert "When did Parler file its suit" in llm.calls[1][-1]["content"]
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\x00\x01"])
+def test_empty_question_is_refused(make_assistant, question: str) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant()
+    assistant.ingest()
+    with pytest.raises(QuestionError, match="empty"):
+        assistant.ask(question)
+
+
+def test_too_long_question_is_refused_with_the_limit(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant(max_question_chars=100)
+    assistant.ingest()
+    with pytest.raises(QuestionError, match="limit is 100"):
+        assistant.ask("why " * 100)
+
+
+def test_empty_index_says_what_to_do(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant()
+    with pytest.raises(EmptyIndexError, match="rag ingest"):
+        assistant.ask("Why?")
+
+
+def test_documents_and_describe(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant()
+    assistant.ingest()
+    docs = assistant.documents()
+    assert len(docs) == 1 and docs[0]["date"] == "2021-03" and docs[0]["chunks"] >= 3
+    info = assistant.describe()
+    assert info["documents"] == "1" and "cached prefix" in info["mode"]
+
+
+def test_ingest_another_folder_adds_without_removing(make_assistant, fixture_docs_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant()
+    assistant.ingest()
+    report = assistant.ingest(fixture_docs_dir)
+    assert report.added
+    paths = {d["path"] for d in assistant.documents()}
+    assert "000_1d7c1f8b7bb62d9d.txt" in paths and set(report.added) <= paths
+
+
+def test_only_indexed_documents_can_be_read(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant()
+    assistant.ingest()
+    for path in ["../README.md", "/etc/passwd", "missing.txt"]:
+        with pytest.raises(RagError, match="not an indexed document"):
+            assistant.document_text(path)
