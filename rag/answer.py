@@ -30,12 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag import prompts
+from rag.chunking import sentence_spans
 from rag.citations import novel_names, novel_numbers, parse_answer
 from rag.embeddings import Embedder
 from rag.llm import LLM, Completion, Message
 from rag.types import Answer, Chunk, Citation, Sentence, Status, Token
 
 STRICT_SUPPORT = 0.8  # threshold when the sentence names something absent from the sources
+EXCERPTS = 3  # source sentences quoted under the question to focus the small model
+MIN_EXCERPT_CHARS = 25
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Answerer:
         self.llm = llm
         self.embedder = embedder
         self.config = config or AnswerConfig()
+        self._cache: dict[str, np.ndarray] = {}  # sentence -> passage vector
 
     def stream(
         self,
@@ -87,12 +91,16 @@ class Answerer:
         started = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         system = system_message(sources)
+        excerpts = "\n".join(f'[{n}] "{text}"' for n, text in self.excerpts(question, sources))
+        timings["excerpts_s"] = time.perf_counter() - started
         messages: list[Message] = [
             {"role": "system", "content": system},
             {
                 "role": "user",
                 "content": prompts.QUESTION.format(
-                    question=question, language=prompts.LANGUAGE_NAMES.get(language, "English")
+                    question=question,
+                    excerpts=excerpts,
+                    language=prompts.LANGUAGE_NAMES.get(language, "English"),
                 ),
             },
         ]
@@ -156,6 +164,32 @@ class Answerer:
         answer.citations = []
         return answer
 
+    def _sentences(self, sources: Sequence[Chunk]) -> list[tuple[int, str]]:
+        out = []
+        for number, chunk in enumerate(sources, 1):
+            for start, end in sentence_spans(chunk.text):
+                text = " ".join(chunk.text[start:end].split())
+                if len(text) >= MIN_EXCERPT_CHARS:
+                    out.append((number, text))
+        return out
+
+    def _vectors(self, texts: Sequence[str]) -> np.ndarray:
+        assert self.embedder is not None
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed_passages(missing), strict=True):
+                self._cache[text] = vector
+        return np.vstack([self._cache[t] for t in texts])
+
+    def excerpts(self, query: str, sources: Sequence[Chunk], k: int = EXCERPTS) -> list[tuple[int, str]]:
+        """The k source sentences most similar to the query (e5), in source order."""
+        sentences = self._sentences(sources)
+        if self.embedder is None or not sentences:
+            return []
+        scores = self._vectors([t for _, t in sentences]) @ self.embedder.embed_query(query)
+        best = sorted(np.argsort(-scores)[:k])
+        return [sentences[i] for i in best]
+
     def _best_source(self, sentence: str, sources: Sequence[Chunk]) -> list[int]:
         if self.embedder is None or not sources:
             return []
@@ -183,7 +217,8 @@ class Answerer:
             threshold = max(threshold, STRICT_SUPPORT)
         best = 0.0
         for n in cited:
-            prompt = prompts.SUPPORT.format(question=question, sentence=sentence, number=n)
+            evidence = " ".join(t for _, t in self.excerpts(sentence, [sources[n - 1]], k=2)) or sources[n - 1].text
+            prompt = prompts.SUPPORT.format(evidence=evidence, sentence=sentence, number=n)
             best = max(
                 best,
                 self.llm.yes_probability([{"role": "system", "content": system}, {"role": "user", "content": prompt}]),

@@ -63,6 +63,7 @@ class Assistant:
             embedder_name=self.embedder.name,
         )
         self._llm = llm
+        self._answerer_obj: Answerer | None = None
         self.retriever = Retriever(self.store, self.embedder, s.candidates, s.dense_weight, s.bm25_weight)
 
     # -- collaborators -------------------------------------------------------------------
@@ -74,9 +75,13 @@ class Assistant:
         return self._llm
 
     def _answerer(self) -> Answerer:
-        s = self.settings
-        config = AnswerConfig(max_tokens=s.max_answer_tokens, verify=s.verify, support_threshold=s.support_threshold)
-        return Answerer(self.llm, self.embedder, config)
+        if self._answerer_obj is None:  # kept: it caches the sentence vectors of the sources
+            s = self.settings
+            config = AnswerConfig(
+                max_tokens=s.max_answer_tokens, verify=s.verify, support_threshold=s.support_threshold
+            )
+            self._answerer_obj = Answerer(self.llm, self.embedder, config)
+        return self._answerer_obj
 
     # -- documents -----------------------------------------------------------------------
 

@@ -89,6 +89,9 @@ def sync_folder(
                 sha = file_sha256(path)
             except OSError as exc:
                 _skip(report, rel, f"{rel}: cannot read file ({exc.strerror or exc})")
+                if rel in indexed:  # indexed before and now unreadable: keep nothing stale
+                    store.delete_document(source, rel)
+                    report.removed.append(rel)
                 continue
             if indexed.get(rel) == {sha}:
                 report.unchanged += 1

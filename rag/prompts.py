@@ -53,10 +53,12 @@ Sources:
 {sources}"""
 
 QUESTION = """Question: {question}
-Answer in {language}."""
+The most relevant excerpts:
+{excerpts}
+Answer in {language}, using the sources."""
 
 # The support check: asked with the same system message, so only these tokens are new.
-SUPPORT = """Question: {question}
+SUPPORT = """Source [{number}] says: "{evidence}"
 Proposed answer: {sentence}
 Does source [{number}] state this answer? Reply Yes or No."""
 

@@ -115,7 +115,10 @@ class ChunkStore:
         self.name = collection
         self.embedder_name = embedder_name
         meta = {"hnsw:space": "cosine", "embedder": embedder_name} if embedder_name else {"hnsw:space": "cosine"}
-        self.collection = self.client.get_or_create_collection(collection, metadata=meta, embedding_function=None)
+        try:
+            self.collection = self.client.get_or_create_collection(collection, metadata=meta, embedding_function=None)
+        except Exception as exc:  # e.g. a RAG_COLLECTION name Chroma refuses ("t", "a b")
+            raise StoreError(f"Cannot open the collection {collection!r} in {self.location!r}: {exc}") from exc
         stored = (self.collection.metadata or {}).get("embedder", "")
         if embedder_name and stored and stored != embedder_name:
             raise StoreError(

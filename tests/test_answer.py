@@ -94,4 +94,18 @@ def test_question_and_language_reach_the_prompt() -> None:
     llm = ScriptedLLM(["NOT_FOUND"])
     run(llm, question="Pourquoi ?", language="fr")
     user = llm.calls[0][-1]["content"]
-    assert "Pourquoi ?" in user and "Answer in French." in user
+    assert "Pourquoi ?" in user and "Answer in French" in user
+
+
+def test_excerpts_quote_the_sentences_closest_to_the_question() -> None:
+    llm = ScriptedLLM(["NOT_FOUND"])
+    run(llm, question="Epik hébergeur refuge")
+    user = llm.calls[0][-1]["content"]
+    assert '[2] "Parler a trouvé refuge chez Epik, un autre hébergeur."' in user
+
+
+def test_support_check_quotes_the_cited_evidence() -> None:
+    llm = ScriptedLLM(["Parler found refuge chez Epik [2]."])
+    run(llm)
+    check = llm.calls[-1][-1]["content"]
+    assert 'Source [2] says: "Parler a trouvé refuge chez Epik' in check

@@ -1,0 +1,94 @@
+"""Real-model tests: the bundled e5 embedder, the assembled GGUF and the embedded llama.cpp
+server, and the seed questions end to end. Marked slow: `pytest -m "not slow"` skips them."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag import prompts
+
+pytestmark = pytest.mark.slow
+
+SEED_DIR = Path(__file__).resolve().parent.parent / "seeds"
+# Passages that state why Parler dropped its suit: moot (back online with Epik) and a weak case.
+WHY_PASSAGE_WORDS = ("sans objet", "Epik", "motion préliminaire", "retour complet")
+
+
+@pytest.fixture(scope="session")
+def assistant(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from rag.assistant import Assistant
+    from rag.config import Settings
+
+    root = tmp_path_factory.mktemp("real")
+    a = Assistant(Settings(index_dir=root / "index", data_dir=root / "data", docs_dir=SEED_DIR))
+    a.ingest()
+    return a
+
+
+def test_e5_is_cross_lingual() -> None:
+    from rag.embeddings import E5Embedder
+
+    e5 = E5Embedder()
+    passages = e5.embed_passages(
+        ["Parler s'est replié chez un autre hébergeur, Epik.", "Il pleuvra demain sur Lyon et Grenoble."]
+    )
+    query = e5.embed_query("Which company hosted Parler after Amazon?")
+    assert passages.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-3)
+    assert query @ passages[0] > query @ passages[1]
+
+
+def test_bundled_gguf_is_assembled_and_verified(assistant) -> None:  # type: ignore[no-untyped-def]
+    from rag.models import GGUF_SIZE, gguf_path
+
+    path = gguf_path(assistant.settings.cache_dir)
+    assert path.stat().st_size == GGUF_SIZE
+
+
+def test_embedded_server_is_loopback_and_needs_its_key(assistant) -> None:  # type: ignore[no-untyped-def]
+    from rag.llm import embedded_server
+
+    assistant.llm  # starts the server
+    server = embedded_server(assistant.settings)
+    assert server.host == "127.0.0.1"
+    request = urllib.request.Request(f"{server.base_url}/models")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+    request.add_header("Authorization", f"Bearer {server.api_key}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def _cites_why_passage(answer) -> bool:  # type: ignore[no-untyped-def]
+    return any(any(w in c.text for w in WHY_PASSAGE_WORDS) for c in answer.citations)
+
+
+def test_seed_question_in_english(assistant) -> None:  # type: ignore[no-untyped-def]
+    answer = assistant.ask("Why did Parler drop its suit?")
+    assert not answer.abstained, answer.raw_text
+    assert "[" in answer.text and answer.citations
+    assert _cites_why_passage(answer), answer.to_dict()
+    text = answer.text.lower()
+    assert any(w in text for w in ("epik", "online", "host", "court", "moot", "motion")), answer.text
+    assert answer.language == "en"
+    assert answer.timings["first_token_s"] > 0 and answer.timings["total_s"] >= answer.timings["first_token_s"]
+
+
+def test_seed_question_in_french(assistant) -> None:  # type: ignore[no-untyped-def]
+    answer = assistant.ask("Pourquoi Parler a-t-il abandonné sa plainte ?")
+    assert not answer.abstained, answer.raw_text
+    assert _cites_why_passage(answer), answer.to_dict()
+    assert answer.language == "fr"
+
+
+def test_unanswerable_damages_question_is_abstained(assistant) -> None:  # type: ignore[no-untyped-def]
+    answer = assistant.ask("How much money did Parler seek in damages?")
+    assert answer.abstained, answer.to_dict()
+    assert answer.text == prompts.CANNOT_ANSWER["en"]
+    assert answer.citations == []

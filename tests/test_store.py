@@ -1,0 +1,244 @@
+"""Unit tests for rag.store: ChunkStore over an embedded Chroma in tmp_path, WriteLock."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from rag.errors import IndexLockedError, StoreError
+from rag.store import ChunkStore, WriteLock, text_sha
+from rag.types import Chunk
+
+SRC_A = "/docs/a"
+SRC_B = "/docs/b"
+
+
+def make_chunk(doc_path: str, position: int, text: str, source: str = SRC_A, sha: str = "v1") -> Chunk:
+    return Chunk(
+        id=f"{source}|{doc_path}|{position}",
+        doc_path=doc_path,
+        title=doc_path.upper(),
+        date="2021-03",
+        text=text,
+        start=position * 100,
+        end=position * 100 + len(text),
+        position=position,
+        doc_sha256=sha,
+        tokens=len(text.split()),
+        source=source,
+    )
+
+
+def put(store: ChunkStore, embedder, chunks: list[Chunk]) -> None:  # type: ignore[no-untyped-def]
+    store.upsert(chunks, embedder.embed_passages([c.text for c in chunks]))
+
+
+# -- opening --------------------------------------------------------------------------------
+
+
+def test_new_store_is_empty(chunk_store):
+    assert chunk_store.count() == 0
+    assert chunk_store.chunks() == []
+    assert chunk_store.manifest() == {}
+
+
+def test_reopening_with_the_same_embedder_keeps_the_data(make_chunk_store, hash_embedder):
+    put(make_chunk_store(), hash_embedder, [make_chunk("a.txt", 0, "some text here")])
+    assert make_chunk_store().count() == 1
+
+
+def test_embedder_mismatch_raises_store_error_naming_both(make_chunk_store):
+    make_chunk_store(embedder_name="model/alpha")
+    with pytest.raises(StoreError) as info:
+        make_chunk_store(embedder_name="model/beta")
+    assert "model/alpha" in str(info.value)
+    assert "model/beta" in str(info.value)
+
+
+def test_another_collection_in_the_same_folder_may_use_another_embedder(make_chunk_store):
+    make_chunk_store(collection="first", embedder_name="model/alpha")
+    assert make_chunk_store(collection="second", embedder_name="model/beta").count() == 0
+
+
+def test_missing_path_raises_store_error():
+    with pytest.raises(StoreError):
+        ChunkStore(collection="test", path=None)
+
+
+def test_invalid_collection_name_raises_store_error(make_chunk_store):
+    # Chroma refuses names shorter than 3 characters; the user must get a StoreError, not a Chroma traceback
+    with pytest.raises(StoreError, match="'t'"):
+        make_chunk_store(collection="t")
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+
+def test_chunks_round_trip_all_fields(chunk_store, hash_embedder):
+    chunk = make_chunk("dir/a.txt", 3, "Volcanoes erupt with lava.")
+    put(chunk_store, hash_embedder, [chunk])
+    assert chunk_store.chunks() == [chunk]
+
+
+def test_chunks_sorted_by_path_then_numeric_position(chunk_store, hash_embedder):
+    chunks = [
+        make_chunk("b.txt", 0, "bravo zero"),
+        make_chunk("a.txt", 10, "alpha ten"),
+        make_chunk("a.txt", 2, "alpha two"),
+        make_chunk("b.txt", 1, "bravo one"),
+        make_chunk("a.txt", 0, "alpha zero"),
+    ]
+    put(chunk_store, hash_embedder, chunks)
+    got = [(c.doc_path, c.position) for c in chunk_store.chunks()]
+    assert got == [("a.txt", 0), ("a.txt", 2), ("a.txt", 10), ("b.txt", 0), ("b.txt", 1)]
+
+
+def test_chunks_where_filters(chunk_store, hash_embedder):
+    put(chunk_store, hash_embedder, [make_chunk("a.txt", 0, "alpha"), make_chunk("b.txt", 0, "bravo")])
+    assert [c.doc_path for c in chunk_store.chunks({"doc_path": "b.txt"})] == ["b.txt"]
+
+
+def test_manifest_is_per_source(chunk_store, hash_embedder):
+    put(
+        chunk_store,
+        hash_embedder,
+        [
+            make_chunk("a.txt", 0, "alpha one", source=SRC_A, sha="sa"),
+            make_chunk("a.txt", 1, "alpha two", source=SRC_A, sha="sa"),
+            make_chunk("b.txt", 0, "bravo", source=SRC_B, sha="sb"),
+            make_chunk("a.txt", 0, "other alpha", source=SRC_B, sha="sa2"),
+        ],
+    )
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {"sa"}}
+    assert chunk_store.manifest(SRC_B) == {"b.txt": {"sb"}, "a.txt": {"sa2"}}
+    assert chunk_store.manifest("/elsewhere") == {}
+    assert chunk_store.manifest() == {"a.txt": {"sa", "sa2"}, "b.txt": {"sb"}}
+
+
+def test_manifest_shows_two_versions_of_a_half_replaced_document(chunk_store, hash_embedder):
+    put(chunk_store, hash_embedder, [make_chunk("a.txt", 0, "new", sha="v2"), make_chunk("a.txt", 1, "old", sha="v1")])
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {"v1", "v2"}}
+
+
+def test_query_returns_most_similar_first_with_cosine_in_range(chunk_store, hash_embedder):
+    put(
+        chunk_store,
+        hash_embedder,
+        [
+            make_chunk("cats.txt", 0, "Cats purr and sleep on warm windowsills."),
+            make_chunk("volcano.txt", 0, "Volcanoes erupt molten lava and ash."),
+            make_chunk("bread.txt", 0, "Bakers knead dough before baking bread."),
+        ],
+    )
+    results = chunk_store.query(hash_embedder.embed_query("when do volcanoes erupt lava"), 3)
+    assert [c.doc_path for c, _ in results][0] == "volcano.txt"
+    sims = [s for _, s in results]
+    assert all(-1.0 <= s <= 1.0 for s in sims)
+    assert sims == sorted(sims, reverse=True)
+    assert sims[0] > sims[1]
+
+
+def test_query_of_a_stored_text_scores_about_one(chunk_store, hash_embedder):
+    text = "Bakers knead dough before baking bread."
+    put(chunk_store, hash_embedder, [make_chunk("bread.txt", 0, text), make_chunk("cats.txt", 0, "Cats purr.")])
+    (chunk, sim), *_ = chunk_store.query(hash_embedder.embed_passages([text])[0], 1)
+    assert chunk.text == text
+    assert sim == pytest.approx(1.0, abs=1e-4)
+
+
+def test_query_k_larger_than_store_and_empty_store(chunk_store, hash_embedder):
+    vector = hash_embedder.embed_query("anything")
+    assert chunk_store.query(vector, 5) == []
+    put(chunk_store, hash_embedder, [make_chunk("a.txt", 0, "alpha")])
+    assert len(chunk_store.query(vector, 5)) == 1
+
+
+def test_embeddings_by_text_returns_stored_vectors_for_known_texts_only(chunk_store, hash_embedder):
+    chunks = [make_chunk("a.txt", 0, "alpha text"), make_chunk("b.txt", 0, "bravo text")]
+    put(chunk_store, hash_embedder, chunks)
+    known = chunk_store.embeddings_by_text([text_sha("alpha text"), text_sha("missing"), text_sha("alpha text")])
+    assert set(known) == {text_sha("alpha text")}
+    np.testing.assert_allclose(known[text_sha("alpha text")], hash_embedder.embed_passages(["alpha text"])[0], atol=1e-6)
+    assert chunk_store.embeddings_by_text([]) == {}
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+
+def test_upsert_same_ids_twice_does_not_duplicate(chunk_store, hash_embedder):
+    chunks = [make_chunk("a.txt", i, f"text number {i}") for i in range(3)]
+    put(chunk_store, hash_embedder, chunks)
+    put(chunk_store, hash_embedder, chunks)
+    assert chunk_store.count() == 3
+
+
+def test_upsert_in_small_batches(chunk_store, hash_embedder):
+    chunks = [make_chunk("a.txt", i, f"text number {i}") for i in range(7)]
+    chunk_store.upsert(chunks, hash_embedder.embed_passages([c.text for c in chunks]), batch=3)
+    assert [c.text for c in chunk_store.chunks()] == [c.text for c in chunks]
+
+
+def test_delete_document_removes_only_that_document_of_that_source(chunk_store, hash_embedder):
+    put(
+        chunk_store,
+        hash_embedder,
+        [
+            make_chunk("a.txt", 0, "a0"),
+            make_chunk("a.txt", 1, "a1"),
+            make_chunk("b.txt", 0, "b0"),
+            make_chunk("a.txt", 0, "other a0", source=SRC_B),
+        ],
+    )
+    chunk_store.delete_document(SRC_A, "a.txt")
+    assert sorted((c.source, c.doc_path) for c in chunk_store.chunks()) == [(SRC_A, "b.txt"), (SRC_B, "a.txt")]
+
+
+def test_delete_document_keep_sha_removes_only_other_versions(chunk_store, hash_embedder):
+    put(
+        chunk_store,
+        hash_embedder,
+        [
+            make_chunk("a.txt", 0, "new zero", sha="v2"),
+            make_chunk("a.txt", 1, "old one", sha="v1"),
+            make_chunk("a.txt", 2, "old two", sha="v1"),
+        ],
+    )
+    chunk_store.delete_document(SRC_A, "a.txt", keep_sha256="v2")
+    assert [(c.position, c.doc_sha256) for c in chunk_store.chunks()] == [(0, "v2")]
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {"v2"}}
+
+
+def test_delete_of_an_unknown_document_is_a_no_op(chunk_store, hash_embedder):
+    put(chunk_store, hash_embedder, [make_chunk("a.txt", 0, "alpha")])
+    chunk_store.delete_document(SRC_A, "nope.txt")
+    chunk_store.delete_document(SRC_A, "a.txt", keep_sha256="v1")
+    assert chunk_store.count() == 1
+
+
+# -- WriteLock ------------------------------------------------------------------------------
+
+
+def test_write_lock_second_holder_fails_with_pid(tmp_path):
+    with WriteLock(tmp_path):
+        with pytest.raises(IndexLockedError, match=rf"pid {os.getpid()}\b"):
+            with WriteLock(tmp_path):
+                pass  # pragma: no cover
+
+
+def test_write_lock_is_reusable_after_release(tmp_path):
+    with WriteLock(tmp_path):
+        pass
+    with WriteLock(tmp_path) as lock:
+        assert lock.path.read_text() == str(os.getpid())
+
+
+def test_write_lock_error_is_a_store_error(tmp_path):
+    with WriteLock(tmp_path), pytest.raises(StoreError, match=str(tmp_path)):
+        WriteLock(tmp_path).__enter__()
+
+
+def test_write_locks_on_different_folders_do_not_conflict(tmp_path):
+    with WriteLock(tmp_path / "one"), WriteLock(tmp_path / "two"):
+        pass
