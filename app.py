@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before anything imports gradio
 
@@ -18,10 +19,19 @@ def main() -> None:
     try:
         settings = Settings()
         assistant = Assistant(settings)
-        assistant.ingest()  # syncs settings.docs_dir; fast when the folder is unchanged
+        assistant.ingest(show_bar=True)  # syncs settings.docs_dir; fast when the folder is unchanged
     except RagError as error:
         raise SystemExit(f"error: {error}") from None
+    # load the model and read the fixed prompt prefix while the page comes up
+    threading.Thread(target=_warm, args=(assistant,), daemon=True).start()
     launch(create_app(assistant), settings)
+
+
+def _warm(assistant: object) -> None:
+    try:
+        assistant.warm()  # type: ignore[attr-defined]
+    except Exception as error:  # the first question will report it properly
+        logging.getLogger(__name__).warning("could not warm the LLM: %s", error)
 
 
 if __name__ == "__main__":

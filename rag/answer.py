@@ -213,7 +213,7 @@ class Answerer:
         if not self.config.verify:
             return True
         threshold = self.config.support_threshold
-        if novel_names(sentence, cited_texts + [question]):
+        if novel_names(sentence, [*cited_texts, question]):
             threshold = max(threshold, STRICT_SUPPORT)
         best = 0.0
         for n in cited:

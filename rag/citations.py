@@ -15,21 +15,121 @@ from collections.abc import Iterable
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _SENT_END = re.compile(r"(?<=[.!?。])\s+")
-_ONLY_MARKERS = re.compile(r"^(\s*\[\d+(?:\s*[,;]\s*\d+)*\]\s*[.!?]?)+$")
+# Markers opening a piece ("[1] Next sentence.") follow the previous sentence's full stop and
+# belong to it. Unambiguous (each repeat starts at "[", no "$"), so no catastrophic backtracking.
+_LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+[.!?]?")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NAME = re.compile(r"(?<![\w'’])([A-ZÀ-Ý][\w'’-]+)")
 
 # Capitalised words an English/French/German answer uses that are not names to check.
 _COMMON = {
     w.lower()
-    for w in (
-        "I The A An It Its This That These Those They He She We You In On At Of For By And But Or So As "
-        "However Also According After Before Since When While Because Therefore Thus Yes No Not "
-        "Le La Les Un Une Des Il Elle Ils Elles Ce Cette Ces En Au Aux Du De Et Mais Ou Donc Car Selon Après "
-        "Der Die Das Ein Eine Er Sie Es Und Aber Oder Weil Nach Laut Im Am "
-        "January February March April May June July August September October November December "
-        "Monday Tuesday Wednesday Thursday Friday Saturday Sunday Mr Mrs Ms Dr"
-    ).split()
+    for w in [
+        "I",
+        "The",
+        "A",
+        "An",
+        "It",
+        "Its",
+        "This",
+        "That",
+        "These",
+        "Those",
+        "They",
+        "He",
+        "She",
+        "We",
+        "You",
+        "In",
+        "On",
+        "At",
+        "Of",
+        "For",
+        "By",
+        "And",
+        "But",
+        "Or",
+        "So",
+        "As",
+        "However",
+        "Also",
+        "According",
+        "After",
+        "Before",
+        "Since",
+        "When",
+        "While",
+        "Because",
+        "Therefore",
+        "Thus",
+        "Yes",
+        "No",
+        "Not",
+        "Le",
+        "La",
+        "Les",
+        "Un",
+        "Une",
+        "Des",
+        "Il",
+        "Elle",
+        "Ils",
+        "Elles",
+        "Ce",
+        "Cette",
+        "Ces",
+        "En",
+        "Au",
+        "Aux",
+        "Du",
+        "De",
+        "Et",
+        "Mais",
+        "Ou",
+        "Donc",
+        "Car",
+        "Selon",
+        "Après",
+        "Der",
+        "Die",
+        "Das",
+        "Ein",
+        "Eine",
+        "Er",
+        "Sie",
+        "Es",
+        "Und",
+        "Aber",
+        "Oder",
+        "Weil",
+        "Nach",
+        "Laut",
+        "Im",
+        "Am",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Mr",
+        "Mrs",
+        "Ms",
+        "Dr",
+    ]
 }
 
 
@@ -46,9 +146,11 @@ def parse_answer(text: str, n_sources: int) -> list[tuple[str, list[int]]]:
     pieces = [p for p in _SENT_END.split(text.strip()) if p.strip()]
     merged: list[str] = []
     for piece in pieces:
-        if merged and _ONLY_MARKERS.match(piece):
-            merged[-1] = f"{merged[-1]} {piece.strip()}"
-        else:
+        lead = _LEADING_MARKERS.match(piece) if merged else None
+        if lead:
+            merged[-1] = f"{merged[-1]} {lead.group().strip()}"
+            piece = piece[lead.end() :]
+        if piece.strip():
             merged.append(piece.strip())
     out = []
     for sentence in merged:

@@ -1,9 +1,9 @@
 """Command line: a thin adapter over `Assistant`.
 
-    python -m rag ingest [FOLDER]        sync a folder into the index (default: RAG_DOCS_DIR)
-    python -m rag ask "QUESTION" [--json]  answer once, with the cited passages
-    python -m rag chat                   a terminal chat loop (follow-ups use the history)
-    python -m rag ui                     the browser chat (same as app.py)
+python -m rag ingest [FOLDER]        sync a folder into the index (default: RAG_DOCS_DIR)
+python -m rag ask "QUESTION" [--json]  answer once, with the cited passages
+python -m rag chat                   a terminal chat loop (follow-ups use the history)
+python -m rag ui                     the browser chat (same as app.py)
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rag.errors import RagError
 from rag.types import Answer, Status, Token
 
+if TYPE_CHECKING:
+    from rag.assistant import Assistant
 
-def _assistant(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+
+def _assistant(args: argparse.Namespace) -> Assistant:
     from rag.assistant import Assistant
     from rag.config import Settings
 
@@ -48,7 +51,7 @@ def print_answer(answer: Answer, out: TextIO) -> None:
     )
 
 
-def _stream_answer(assistant, question: str, history: list[dict[str, str]], out: TextIO) -> Answer:  # type: ignore[no-untyped-def]
+def _stream_answer(assistant: Assistant, question: str, history: list[dict[str, str]], out: TextIO) -> Answer:
     answer = None
     for event in assistant.stream(question, history):
         if isinstance(event, Token):

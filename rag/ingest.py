@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,7 +162,7 @@ def _flush(pending: _Pending, store: ChunkStore, embedder: Embedder, source: str
     pending.docs.clear()
 
 
-def _bar(total: int, show: bool):  # type: ignore[no-untyped-def]
+def _bar(total: int, show: bool) -> Any:
     if not show or total == 0:
         return None
     from tqdm import tqdm

@@ -76,7 +76,7 @@ class OpenAILLM(LLM):
         self.base_url = base_url
         self.name = model
         # the client retries connection errors, 429 and 5xx with exponential backoff
-        self._client = OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=retries)
+        self._client: Any = OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=retries)
         self._logprobs_ok = True
 
     def _errors(self) -> tuple[type[Exception], ...]:
@@ -88,7 +88,7 @@ class OpenAILLM(LLM):
         try:
             response = self._client.chat.completions.create(
                 model=self.name,
-                messages=messages,  # type: ignore[arg-type]
+                messages=messages,
                 max_tokens=max_tokens,
                 temperature=0,
                 stream=True,
@@ -126,7 +126,7 @@ class OpenAILLM(LLM):
     def _yes_from_logprobs(self, messages: list[Message]) -> float:
         response = self._client.chat.completions.create(
             model=self.name,
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             max_tokens=1,
             temperature=0,
             logprobs=True,

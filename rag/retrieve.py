@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 
 from rag.embeddings import Embedder
 from rag.store import ChunkStore, chunk_metadata
@@ -149,7 +149,7 @@ class Retriever:
         hits = []
         for result in results:
             chunk = by_id.get(result.node.node_id)
-            if chunk is not None:  # a chunk deleted since the last refresh is dropped
+            if chunk is not None:  # a chunk written by another process since the last refresh() is skipped
                 hits.append(Hit(chunk, float(result.score or 0.0), fusion.last_ranks.get(chunk.id, {})))
         return hits
 
@@ -159,7 +159,7 @@ def _build_bm25(chunks: Sequence[Chunk], top_k: int) -> BaseRetriever:
     from llama_index.retrievers.bm25 import BM25Retriever
 
     language = corpus_language(chunks)
-    nodes = [TextNode(id_=c.id, text=c.text, metadata={"doc_path": c.doc_path}) for c in chunks]
+    nodes: list[BaseNode] = [TextNode(id_=c.id, text=c.text, metadata={"doc_path": c.doc_path}) for c in chunks]
     log.debug("BM25 over %d chunks, language %s", len(nodes), language)
     return BM25Retriever(
         nodes=nodes,

@@ -163,9 +163,8 @@ class ChunkStore:
         found: dict[str, np.ndarray] = {}
         wanted = list(dict.fromkeys(shas))
         for i in range(0, len(wanted), 500):
-            page = self.collection.get(
-                where={"text_sha256": {"$in": wanted[i : i + 500]}}, include=["embeddings", "metadatas"]
-            )
+            where: Any = {"text_sha256": {"$in": wanted[i : i + 500]}}
+            page = self.collection.get(where=where, include=["embeddings", "metadatas"])
             for emb, meta in zip(page["embeddings"], page["metadatas"], strict=True):  # type: ignore[arg-type]
                 found[str(meta["text_sha256"])] = np.asarray(emb, dtype=np.float32)
         return found

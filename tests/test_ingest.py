@@ -182,7 +182,9 @@ def test_deleting_every_file_empties_the_store(docs, chunk_store, hash_embedder)
     ("name", "content"),
     [("binary.txt", b"\x00\x01\x02PK\x03\x04" * 50), ("empty.txt", b""), ("blank.md", b"  \n\n \t\n")],
 )
-def test_broken_file_is_skipped_with_a_warning_and_others_indexed(docs, chunk_store, hash_embedder, caplog, name, content):
+def test_broken_file_is_skipped_with_a_warning_and_others_indexed(
+    docs, chunk_store, hash_embedder, caplog, name, content
+):
     (docs / name).write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="rag.ingest"):
         report = sync(docs, chunk_store, hash_embedder)
@@ -272,7 +274,7 @@ def test_reused_vectors_equal_fresh_ones(docs, chunk_store, hash_embedder):
     (docs / "cats.txt").write_text(sentences("cats", 4) + " One more line.", encoding="utf-8")
     sync(docs, chunk_store, hash_embedder)
     for chunk in chunk_store.chunks():
-        (best, sim), *_ = chunk_store.query(hash_embedder.embed_passages([chunk.text])[0], 1)
+        (_, sim), *_ = chunk_store.query(hash_embedder.embed_passages([chunk.text])[0], 1)
         assert sim == pytest.approx(1.0, abs=1e-4)
 
 
@@ -314,7 +316,7 @@ def test_crash_between_upsert_and_delete_is_repaired(tmp_path, docs, chunk_store
     report = sync(docs, chunk_store, hash_embedder)
     assert report.updated == ["cats.txt"]
 
-    clean = make_chunk_store(index="clean-index")
+    clean = make_chunk_store(collection="clean")
     sync(docs, clean, hash_embedder)
     assert snapshot(chunk_store) == snapshot(clean)
     assert chunk_store.count() == clean.count()

@@ -53,7 +53,7 @@ def test_bundled_gguf_is_assembled_and_verified(assistant) -> None:  # type: ign
 def test_embedded_server_is_loopback_and_needs_its_key(assistant) -> None:  # type: ignore[no-untyped-def]
     from rag.llm import embedded_server
 
-    assistant.llm  # starts the server
+    assert assistant.llm.base_url  # starts the server
     server = embedded_server(assistant.settings)
     assert server.host == "127.0.0.1"
     request = urllib.request.Request(f"{server.base_url}/models")

@@ -1,4 +1,4 @@
-"""Unit tests for rag.store: ChunkStore over an embedded Chroma in tmp_path, WriteLock."""
+"""Unit tests for rag.store: ChunkStore over an embedded (temporary) Chroma, and WriteLock."""
 
 from __future__ import annotations
 
@@ -67,10 +67,18 @@ def test_missing_path_raises_store_error():
         ChunkStore(collection="test", path=None)
 
 
-def test_invalid_collection_name_raises_store_error(make_chunk_store):
+def test_invalid_collection_name_raises_store_error(tmp_path):
     # Chroma refuses names shorter than 3 characters; the user must get a StoreError, not a Chroma traceback
     with pytest.raises(StoreError, match="'t'"):
-        make_chunk_store(collection="t")
+        ChunkStore(collection="t", path=tmp_path / "index", embedder_name="x")
+
+
+def test_store_in_its_own_folder_persists_across_clients(tmp_path, hash_embedder):
+    store = ChunkStore(collection="test", path=tmp_path / "index", embedder_name=hash_embedder.name)
+    put(store, hash_embedder, [make_chunk("a.txt", 0, "some text here")])
+    assert (tmp_path / "index").is_dir()
+    again = ChunkStore(collection="test", path=tmp_path / "index", embedder_name=hash_embedder.name)
+    assert [c.text for c in again.chunks()] == ["some text here"]
 
 
 # -- reads ----------------------------------------------------------------------------------
@@ -133,7 +141,7 @@ def test_query_returns_most_similar_first_with_cosine_in_range(chunk_store, hash
         ],
     )
     results = chunk_store.query(hash_embedder.embed_query("when do volcanoes erupt lava"), 3)
-    assert [c.doc_path for c, _ in results][0] == "volcano.txt"
+    assert results[0][0].doc_path == "volcano.txt"
     sims = [s for _, s in results]
     assert all(-1.0 <= s <= 1.0 for s in sims)
     assert sims == sorted(sims, reverse=True)
@@ -160,7 +168,9 @@ def test_embeddings_by_text_returns_stored_vectors_for_known_texts_only(chunk_st
     put(chunk_store, hash_embedder, chunks)
     known = chunk_store.embeddings_by_text([text_sha("alpha text"), text_sha("missing"), text_sha("alpha text")])
     assert set(known) == {text_sha("alpha text")}
-    np.testing.assert_allclose(known[text_sha("alpha text")], hash_embedder.embed_passages(["alpha text"])[0], atol=1e-6)
+    np.testing.assert_allclose(
+        known[text_sha("alpha text")], hash_embedder.embed_passages(["alpha text"])[0], atol=1e-6
+    )
     assert chunk_store.embeddings_by_text([]) == {}
 
 
@@ -221,10 +231,8 @@ def test_delete_of_an_unknown_document_is_a_no_op(chunk_store, hash_embedder):
 
 
 def test_write_lock_second_holder_fails_with_pid(tmp_path):
-    with WriteLock(tmp_path):
-        with pytest.raises(IndexLockedError, match=rf"pid {os.getpid()}\b"):
-            with WriteLock(tmp_path):
-                pass  # pragma: no cover
+    with WriteLock(tmp_path), pytest.raises(IndexLockedError, match=rf"pid {os.getpid()}\b"), WriteLock(tmp_path):
+        pass  # pragma: no cover
 
 
 def test_write_lock_is_reusable_after_release(tmp_path):

@@ -1,0 +1,244 @@
+"""Unit tests for rag.retrieve: weighted RRF, dense/BM25 search over a tmp store, language."""
+
+from __future__ import annotations
+
+import pytest
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from rag.retrieve import RRF_K, DenseRetriever, RankFusionRetriever, Retriever, corpus_language
+from rag.store import ChunkStore
+from rag.types import Chunk
+
+# -- RankFusionRetriever with fixed fake rankings --------------------------------------------
+
+
+class FixedRetriever(BaseRetriever):
+    """Returns the same ranking (node ids, best first) for every query; counts its calls."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__()
+        self.ids = ids
+        self.calls = 0
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        self.calls += 1
+        return [NodeWithScore(node=TextNode(id_=i, text=f"text {i}"), score=1.0) for i in self.ids]
+
+
+def fuse(rankings: dict[str, tuple[list[str], float]], top_k: int = 10) -> tuple[RankFusionRetriever, list]:
+    fusion = RankFusionRetriever({n: (FixedRetriever(ids), w) for n, (ids, w) in rankings.items()}, top_k=top_k)
+    return fusion, fusion.retrieve("any question")
+
+
+def test_rrf_constant_is_60():
+    assert RRF_K == 60
+
+
+def test_weighted_rrf_order_and_scores_by_hand():
+    fusion, results = fuse({"dense": (["a", "b", "c"], 1.0), "bm25": (["c", "d", "a"], 0.5)})
+    expected = {
+        "a": 1.0 / 61 + 0.5 / 63,
+        "b": 1.0 / 62,
+        "c": 1.0 / 63 + 0.5 / 61,
+        "d": 0.5 / 62,
+    }
+    # a 0.024331, c 0.024070, b 0.016129, d 0.008065
+    assert [r.node.node_id for r in results] == ["a", "c", "b", "d"]
+    for r in results:
+        assert r.score == pytest.approx(expected[r.node.node_id])
+    assert fusion.last_ranks == {
+        "a": {"dense": 1, "bm25": 3},
+        "c": {"dense": 3, "bm25": 1},
+        "b": {"dense": 2},
+        "d": {"bm25": 2},
+    }
+
+
+def test_weights_change_the_winner():
+    _, results = fuse({"dense": (["a", "b"], 0.2), "bm25": (["b", "a"], 1.0)})
+    assert [r.node.node_id for r in results] == ["b", "a"]
+    _, results = fuse({"dense": (["a", "b"], 1.0), "bm25": (["b", "a"], 0.2)})
+    assert [r.node.node_id for r in results] == ["a", "b"]
+
+
+def test_agreement_beats_a_single_first_place():
+    # "x" is second in both, "a" and "b" first in one each: 2/62 > 1/61
+    _, results = fuse({"one": (["a", "x"], 1.0), "two": (["b", "x"], 1.0)})
+    assert results[0].node.node_id == "x"
+
+
+def test_weight_zero_disables_a_retriever():
+    fusion, results = fuse({"dense": (["a", "b"], 1.0), "bm25": (["z", "b", "a"], 0.0)})
+    assert [r.node.node_id for r in results] == ["a", "b"]
+    assert results[0].score == pytest.approx(1.0 / 61)
+    assert fusion._retrievers["bm25"][0].calls == 0
+    assert all(set(ranks) == {"dense"} for ranks in fusion.last_ranks.values())
+
+
+def test_top_k_truncates_and_last_ranks_follow():
+    fusion, results = fuse({"dense": (["a", "b", "c", "d"], 1.0)}, top_k=2)
+    assert [r.node.node_id for r in results] == ["a", "b"]
+    assert set(fusion.last_ranks) == {"a", "b"}
+
+
+def test_empty_rankings_give_nothing():
+    fusion, results = fuse({"dense": ([], 1.0), "bm25": ([], 0.5)})
+    assert results == []
+    assert fusion.last_ranks == {}
+
+
+# -- Retriever over a real (tmp) Chroma store with the hash embedder -------------------------
+
+DOCS = {
+    "cats.txt": [
+        "Cats purr when they are content and sleep most of the afternoon.",
+        "A kitten learns hunting by watching its mother stalk mice.",
+    ],
+    "volcano.txt": [
+        "Volcanoes erupt molten lava, ash and sulphur gases from the magma chamber.",
+        "Basalt forms when lava cools quickly at the surface.",
+    ],
+    "bread.txt": [
+        "Bakers knead dough so gluten develops before the loaf rises in the oven.",
+        "Sourdough starter ferments flour and water with wild yeast.",
+    ],
+    "trains.txt": [
+        "Steam locomotives pulled passenger carriages across the railway network.",
+        "Signals and timetables keep trains from colliding on single tracks.",
+    ],
+}
+
+FRENCH = [
+    "Les volcans projettent de la lave et des cendres lors des éruptions.",
+    "Le boulanger pétrit la pâte avant de mettre le pain au four.",
+    "Les chats dorment souvent pendant l'après-midi près de la fenêtre.",
+]
+
+
+def fill(store: ChunkStore, embedder, docs: dict[str, list[str]], source: str = "/docs") -> None:  # type: ignore[no-untyped-def]
+    chunks = [
+        Chunk(
+            id=f"{path}-{i}",
+            doc_path=path,
+            title=path,
+            date="",
+            text=text,
+            start=0,
+            end=len(text),
+            position=i,
+            doc_sha256="sha-" + path,
+            tokens=len(text.split()),
+            source=source,
+        )
+        for path, texts in docs.items()
+        for i, text in enumerate(texts)
+    ]
+    store.upsert(chunks, embedder.embed_passages([c.text for c in chunks]))
+
+
+@pytest.fixture
+def filled(chunk_store, hash_embedder):  # type: ignore[no-untyped-def]
+    fill(chunk_store, hash_embedder, DOCS)
+    return chunk_store
+
+
+QUERY = "why does lava erupt from volcanoes"
+
+
+@pytest.mark.parametrize(("dense_weight", "bm25_weight"), [(1.0, 0.0), (0.0, 1.0), (1.0, 0.5)])
+def test_search_finds_the_chunk_sharing_words(filled, hash_embedder, dense_weight, bm25_weight):
+    retriever = Retriever(filled, hash_embedder, dense_weight=dense_weight, bm25_weight=bm25_weight)
+    hits = retriever.search(QUERY, 3)
+    assert hits[0].chunk.id == "volcano.txt-0"
+    assert len(hits) == 3
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    used = {name for name, w in (("dense", dense_weight), ("bm25", bm25_weight)) if w > 0}
+    assert set(hits[0].ranks) == used
+    assert all(h.ranks[name] == 1 for h in hits[:1] for name in used)
+
+
+def test_search_other_topics(filled, hash_embedder):
+    retriever = Retriever(filled, hash_embedder)
+    assert retriever.search("sourdough starter with wild yeast", 1)[0].chunk.id == "bread.txt-1"
+    assert retriever.search("steam locomotives and passenger carriages", 1)[0].chunk.id == "trains.txt-0"
+
+
+def test_search_returns_project_chunks_with_full_metadata(filled, hash_embedder):
+    hit = Retriever(filled, hash_embedder).search(QUERY, 1)[0]
+    assert hit.chunk.doc_path == "volcano.txt"
+    assert hit.chunk.source == "/docs"
+    assert hit.chunk.doc_sha256 == "sha-volcano.txt"
+
+
+def test_dense_retriever_scores_are_cosines(filled, hash_embedder):
+    results = DenseRetriever(filled, hash_embedder, top_k=3).retrieve(QUERY)
+    assert results[0].node.node_id == "volcano.txt-0"
+    assert all(-1.0 <= (r.score or 0.0) <= 1.0 for r in results)
+
+
+def test_relevance_on_topic_beats_off_topic(filled, hash_embedder):
+    retriever = Retriever(filled, hash_embedder)
+    on_topic = retriever.relevance("molten lava from volcanoes")
+    off_topic = retriever.relevance("quarterly income statements and taxation")
+    assert on_topic > off_topic
+    assert -1.0 <= off_topic <= on_topic <= 1.0
+
+
+def test_empty_store_gives_no_hits_and_zero_relevance(chunk_store, hash_embedder):
+    retriever = Retriever(chunk_store, hash_embedder)
+    assert retriever.search("anything at all", 5) == []
+    assert retriever.relevance("anything at all") == 0.0
+    assert retriever.language == "en"
+    assert retriever.total_tokens == 0
+
+
+def test_deleted_document_is_gone_after_refresh(filled, hash_embedder):
+    retriever = Retriever(filled, hash_embedder)
+    assert retriever.search(QUERY, 1)[0].chunk.doc_path == "volcano.txt"
+    filled.delete_document("/docs", "volcano.txt")
+    retriever.refresh()
+    hits = retriever.search(QUERY, 8)
+    assert hits
+    assert all(h.chunk.doc_path != "volcano.txt" for h in hits)
+    assert all(c.doc_path != "volcano.txt" for c in retriever.chunks)
+
+
+def test_refresh_picks_up_new_documents(chunk_store, hash_embedder):
+    retriever = Retriever(chunk_store, hash_embedder)
+    assert retriever.search(QUERY, 1) == []
+    fill(chunk_store, hash_embedder, DOCS)
+    retriever.refresh()
+    assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
+    assert retriever.total_tokens == sum(len(t.split()) for texts in DOCS.values() for t in texts)
+
+
+def test_search_k_larger_than_corpus(filled, hash_embedder):
+    hits = Retriever(filled, hash_embedder).search(QUERY, 50)
+    assert len(hits) == len({h.chunk.id for h in hits}) == 8
+
+
+# -- language --------------------------------------------------------------------------------
+
+
+def _chunks(texts: list[str]) -> list[Chunk]:
+    return [
+        Chunk(id=str(i), doc_path="x", title="x", date="", text=t, start=0, end=len(t), position=i)
+        for i, t in enumerate(texts)
+    ]
+
+
+def test_corpus_language_detects_french():
+    assert corpus_language(_chunks(FRENCH)) == "fr"
+
+
+def test_corpus_language_detects_english():
+    assert corpus_language(_chunks([t for texts in DOCS.values() for t in texts])) == "en"
+
+
+def test_french_corpus_uses_french_bm25(chunk_store, hash_embedder):
+    fill(chunk_store, hash_embedder, {f"fr{i}.txt": [t] for i, t in enumerate(FRENCH)})
+    retriever = Retriever(chunk_store, hash_embedder, dense_weight=0.0, bm25_weight=1.0)
+    assert retriever.language == "fr"
+    # "éruption" / "volcan" only match "éruptions" / "volcans" through stemming
+    assert retriever.search("une éruption du volcan", 1)[0].chunk.doc_path == "fr0.txt"
