@@ -1,0 +1,68 @@
+"""The CLI runs in-process over an Assistant built on fakes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from rag import cli
+from rag.llm import ScriptedLLM
+
+
+@pytest.fixture
+def fake_cli(make_assistant, monkeypatch):  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM()
+    assistant = make_assistant(llm)
+    monkeypatch.setattr(cli, "_assistant", lambda args: assistant)
+    return assistant, llm
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = cli.main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_ingest_reports_counts(fake_cli) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("ingest", "--quiet")
+    assert code == 0
+    assert "added 1" in out and "chunks written" in out
+    code, out = run("ingest", "--quiet")
+    assert "added 0" in out and "unchanged 1" in out
+
+
+def test_ask_prints_answer_and_sources(fake_cli) -> None:  # type: ignore[no-untyped-def]
+    _, llm = fake_cli
+    llm.enqueue("Parler a abandonné sa plainte contre Amazon [1].")
+    code, out = run("ask", "Why did Parler drop its suit?")
+    assert code == 0
+    assert "[1]" in out and "Sources:" in out and "(2021-03)" in out
+    assert "first token" in out
+
+
+def test_ask_json(fake_cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    code, out = run("ask", "--json", "How much were the damages?")
+    data = json.loads(out)
+    assert data["abstained"] is True and data["citations"] == []
+
+
+def test_chat_loop_keeps_history(fake_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _, llm = fake_cli
+    llm.enqueue("Parler a abandonné sa plainte contre Amazon [1].", "When did Parler file its suit?", "NOT_FOUND")
+    out = io.StringIO()
+    stdin = io.StringIO("Why did Parler drop its suit?\nAnd when did it file it?\n\n")
+    args = cli.build_parser().parse_args(["chat"])
+    assert cli.cmd_chat(args, out, stdin) == 0
+    text = out.getvalue()
+    assert "Sources:" in text and "The documents do not say." in text
+    rewrites = [c[0]["content"] for c in llm.calls if c[0]["content"].startswith("Rewrite the last question")]
+    assert len(rewrites) == 1 and "Why did Parler drop its suit?" in rewrites[0]  # the rewrite saw the history
+
+
+def test_errors_are_one_line_messages(fake_cli, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _ = run("ask", "   ")
+    assert code == 1
+    assert capsys.readouterr().err.startswith("Error: The question is empty")
