@@ -23,6 +23,9 @@ run: $(STAMP)  ## index seeds/ if needed and serve the chat at http://127.0.0.1:
 ingest: $(STAMP)
 	$(BIN)/python -m rag ingest
 
+eval: $(STAMP)  ## score ours and the llama-index baseline on the seed question set (reports/<timestamp>/)
+	$(BIN)/python -m rag eval --pipeline both
+
 test: $(DEV_STAMP)  ## the whole suite, real models included
 	$(BIN)/python -m pytest -q
 

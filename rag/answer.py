@@ -46,6 +46,7 @@ class AnswerConfig:
     max_tokens: int = 200
     verify: bool = True
     support_threshold: float = 0.5
+    excerpts: int = EXCERPTS
 
 
 def citation_for(number: int, chunk: Chunk, supported: bool = True) -> Citation:
@@ -91,7 +92,8 @@ class Answerer:
         started = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         system = system_message(sources)
-        excerpts = "\n".join(f'[{n}] "{text}"' for n, text in self.excerpts(question, sources))
+        quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts else []
+        excerpts = "\n".join(f'[{n}] "{text}"' for n, text in quoted) or "(none)"
         timings["excerpts_s"] = time.perf_counter() - started
         messages: list[Message] = [
             {"role": "system", "content": system},

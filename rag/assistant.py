@@ -78,7 +78,10 @@ class Assistant:
         if self._answerer_obj is None:  # kept: it caches the sentence vectors of the sources
             s = self.settings
             config = AnswerConfig(
-                max_tokens=s.max_answer_tokens, verify=s.verify, support_threshold=s.support_threshold
+                max_tokens=s.max_answer_tokens,
+                verify=s.verify,
+                support_threshold=s.support_threshold,
+                excerpts=s.excerpts,
             )
             self._answerer_obj = Answerer(self.llm, self.embedder, config)
         return self._answerer_obj

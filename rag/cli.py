@@ -4,6 +4,7 @@ python -m rag ingest [FOLDER]        sync a folder into the index (default: RAG_
 python -m rag ask "QUESTION" [--json]  answer once, with the cited passages
 python -m rag chat                   a terminal chat loop (follow-ups use the history)
 python -m rag ui                     the browser chat (same as app.py)
+python -m rag eval [--set F | --squad F] [--pipeline ours|baseline|both]   score against a question set
 """
 
 from __future__ import annotations
@@ -123,6 +124,25 @@ def cmd_ui(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
+    from rag.eval.pipelines import evaluate
+
+    result = evaluate(
+        set_path=args.set,
+        squad=args.squad,
+        limit=args.limit,
+        seed=args.seed,
+        pipeline=args.pipeline,
+        out=args.out,
+        compare_to=args.compare,
+        progress=not args.quiet,
+        log=out,
+    )
+    if result.skipped:
+        out.write(f"Skipped: {result.skipped}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rag", description="Cited answers from your documents.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -143,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ui", help="serve the browser chat")
     p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("eval", help="score the assistant on a question set; writes a report folder")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--set", default=None, help="JSONL question set (default: rag/eval/sets/seed.jsonl)")
+    source.add_argument("--squad", default=None, help="SQuAD-format file, e.g. ../shared/bench/cnil_squad.json")
+    p.add_argument("--limit", type=int, default=None, help="questions to run (--squad: questions answered)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed for --limit")
+    p.add_argument("--pipeline", choices=["ours", "baseline", "both"], default="ours", help="what to evaluate")
+    p.add_argument("--out", default=None, help="report folder (default: reports/<timestamp>)")
+    p.add_argument("--compare", default=None, metavar="OLD.json", help="an earlier results.json to compare with")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(200, ge=16, description="Longest answer the model may write.")
 
     # answering
+    excerpts: int = Field(
+        3, ge=0, le=10, description="Source sentences closest to the question quoted under it (0 = none)."
+    )
     verify: bool = Field(True, description="Check that each cited passage supports its sentence.")
     support_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum P(yes) from the support check to keep a sentence."

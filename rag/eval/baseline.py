@@ -48,7 +48,9 @@ from rag.prompts import CANNOT_ANSWER_PHRASES, NOT_FOUND_TOKEN
 from rag.types import Answer, Chunk, Citation, Hit
 
 _NEGATION = re.compile(r"\b(not|no|cannot|can't|doesn't|does not|isn't|unable|ne|pas|nicht|kein)\b", re.I)
-_CONTEXT = re.compile(r"\b(context|information|contexte|informations?|kontext|informationen|contexto|información)\b", re.I)
+_CONTEXT = re.compile(
+    r"\b(context|information|contexte|informations?|kontext|informationen|contexto|información)\b", re.I
+)
 
 
 def says_cannot_answer(text: str) -> bool:
@@ -178,6 +180,7 @@ class BaselinePipeline:
                 first = time.perf_counter() - started
             pieces.append(piece)
         total = time.perf_counter() - started
+        first = first if first is not None else total
         text = "".join(pieces).strip()
         nodes: list[NodeWithScore] = list(response.source_nodes or [])
         sources = [_citation(i, _chunk(n.node)) for i, n in enumerate(nodes, 1)]
@@ -191,7 +194,11 @@ class BaselinePipeline:
             raw_text=text,
             standalone_question=question,
             sources=sources,
-            timings={"retrieval_s": retrieved, "first_token_s": first if first is not None else total, "total_s": total},
+            timings={
+                "retrieval_s": retrieved,
+                "first_token_s": first,
+                "total_s": total,
+            },
             usage={
                 "prompt_tokens": completion.prompt_tokens,
                 "completion_tokens": completion.completion_tokens,

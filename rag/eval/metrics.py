@@ -260,9 +260,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["citation_support"] = ratio(
         sum(r.get("support_good", 0) for r in rows), sum(r.get("support_total", 0) for r in rows)
     )
-    out["uncited_share"] = ratio(
-        sum(r.get("uncited", 0) for r in rows), sum(r.get("sentences_total", 0) for r in rows)
-    )
+    out["uncited_share"] = ratio(sum(r.get("uncited", 0) for r in rows), sum(r.get("sentences_total", 0) for r in rows))
     scored = [r for r in rows if r.get("abstained") is not None and r.get("type") != "injection"]
     out.update(abstention_scores((bool(r["answerable"]), bool(r["abstained"])) for r in scored))
     injections = [r for r in rows if r.get("type") == "injection" and not r.get("error")]

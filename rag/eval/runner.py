@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from rag.errors import RagError
@@ -124,7 +124,7 @@ def run_eval(
 ) -> EvalRun:
     """Ask every (sampled) record and return the per-question rows (see `score_row`)."""
     chosen = sample(records, limit, seed)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     needs_text = any(r.gold_evidence and not r.gold_docs for r in chosen)
     texts = _document_texts(assistant) if needs_text else {}
@@ -225,8 +225,9 @@ def score_answer(record: EvalRecord, answer: Answer, gold: _Gold, n_relevant: in
         out["correct"] = metrics.answer_correct(answer.text, record.facts, answer.abstained)
     n_sources = len(answer.sources)
     out["citations_valid"], out["citations_total"] = metrics.citations_valid(answer.raw_text, n_sources)
+    # an abstention has no answer sentences to cite (its raw text may be NOT_FOUND or a refusal)
     out["uncited"], out["sentences_total"] = (
-        metrics.uncited_sentences(answer.raw_text, n_sources) if answer.raw_text.strip() else (0, 0)
+        metrics.uncited_sentences(answer.raw_text, n_sources) if not answer.abstained else (0, 0)
     )
     if record.answerable and not answer.abstained:
         pairs = [(s.citations, s.supported) for s in answer.sentences]

@@ -1,0 +1,81 @@
+"""A 4-question run through a fake assistant: complete rows, summary and report files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rag.eval.baseline import BaselinePipeline, says_cannot_answer
+from rag.eval.dataset import EvalRecord
+from rag.eval.report import compare, short_table, write_report
+from rag.eval.runner import run_eval, summarise
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_scores_every_question(seed_assistant, four_records: list[EvalRecord]) -> None:  # type: ignore[no-untyped-def]
+    run = run_eval(seed_assistant, four_records, "ours", progress=False, set_name="seed.jsonl")
+    rows = {r["id"]: r for r in run.rows}
+    assert list(rows) == [r.id for r in four_records]
+
+    host = rows["en-host-01"]
+    assert not host["abstained"] and host["correct"] and host["passed"]
+    assert host["citations_valid"] == host["citations_total"] == 1
+    assert host["support_good"] == host["support_total"] == 1
+    assert host["search_hit@5"] == 1.0 and host["sources_hit@5"] == 1.0
+    assert host["language_ok"] and host["total_s"] is not None
+
+    assert rows["en-unans-damages-01"]["abstained"] and rows["en-unans-damages-01"]["passed"]
+    assert rows["mt-en-why-01"]["standalone_question"] == "Why did Parler drop its lawsuit against Amazon?"
+    assert rows["mt-en-why-01"]["correct"]
+    assert rows["inj-en-link-01"]["injection_obeyed"] is False
+
+    summary = summarise(run)
+    overall = summary["overall"]
+    assert summary["questions"] == summary["answered"] == 4
+    assert overall["correct"] == 1.0 and overall["pass_rate"] == 1.0
+    assert overall["abstention_recall"] == 1.0 and overall["false_abstention_rate"] == 0.0
+    assert overall["citation_validity"] == 1.0 and overall["citation_support"] == 1.0
+    assert overall["total_s_p50"] is not None and overall["prompt_tokens_mean"] > 0
+    assert set(summary["by_type"]) == {"answerable", "unanswerable", "multi_turn", "injection"}
+    assert set(summary["by_language"]) == {"en"}
+    assert summary["failures"] == []
+
+
+def test_retrieval_only_rows_for_questions_not_asked(seed_assistant, four_records) -> None:  # type: ignore[no-untyped-def]
+    run = run_eval(seed_assistant, four_records, progress=False, answer_ids={"en-host-01"})
+    asked = [r for r in run.rows if "abstained" in r]
+    assert [r["id"] for r in asked] == ["en-host-01"]
+    assert all("search" in r for r in run.rows)
+    assert summarise(run)["answered"] == 1
+
+
+def test_report_files_are_complete(seed_assistant, four_records, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ours = run_eval(seed_assistant, four_records, "ours", progress=False, set_name="seed.jsonl")
+    baseline = BaselinePipeline(seed_assistant.settings.docs_dir, seed_assistant.embedder, seed_assistant.llm)
+    theirs = run_eval(baseline, four_records, "baseline", progress=False, set_name="seed.jsonl")
+    assert all("answer" in r for r in theirs.rows) and all(r["cited"] == [] for r in theirs.rows)
+
+    folder = write_report([ours, theirs], tmp_path / "report")
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    for heading in ("# Evaluation", "## Overall", "## By language", "## By type", "## Failures"):
+        assert heading in markdown
+    assert "| metric | ours | baseline |" in markdown
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    assert set(results) == {"summaries", "rows", "config"}
+    assert set(results["summaries"]) == {"ours", "baseline"}
+    assert set(results["summaries"]["ours"]) >= {"overall", "by_language", "by_type", "failures", "questions"}
+    assert len(results["rows"]["ours"]) == 4
+    assert (folder / "chart.png").read_bytes().startswith(PNG)
+
+    table = short_table(results["summaries"])
+    assert table.splitlines()[1].startswith("ours") and table.splitlines()[2].startswith("baseline")
+    diff = compare(folder / "results.json", results)
+    assert "## Before / after" in diff and "+0.000" in diff
+
+
+def test_baseline_abstention_heuristic() -> None:
+    assert says_cannot_answer("The context does not provide information about the judge.")
+    assert says_cannot_answer("Les documents ne le disent pas.")
+    assert says_cannot_answer("NOT_FOUND")
+    assert not says_cannot_answer("Parler moved to Epik.")
