@@ -45,6 +45,7 @@ def test_ask_json(fake_cli) -> None:  # type: ignore[no-untyped-def]
     import json
 
     code, out = run("ask", "--json", "How much were the damages?")
+    assert code == 0
     data = json.loads(out)
     assert data["abstained"] is True and data["citations"] == []
 
