@@ -333,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bm25-weight", type=float, default=0.5)
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--sweep", action="store_true", help="also sweep chunk sizes, BM25 weights, candidates")
+    parser.add_argument(
+        "--sweep-chunks", default=",".join(map(str, SWEEP_CHUNKS)), help="chunk sizes to sweep, comma-separated"
+    )
     parser.add_argument("--latency-queries", type=int, default=100, help="queries timed with the real e5 model")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "bench")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "cnil_retrieval.json")
@@ -403,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         partial = args.out.with_suffix(".sweep-partial.json")
         if args.sweep:
             partial.parent.mkdir(parents=True, exist_ok=True)
-            for size in SWEEP_CHUNKS:
+            for size in (int(x) for x in args.sweep_chunks.split(",") if x.strip()):
                 d = get_deep(size)
                 for name, m in alone(d, ds).items():
                     sweep.append({"chunk_tokens": size, "label": f" ({name} alone, {DEPTH} chunks)", **m})
