@@ -20,6 +20,9 @@ def main() -> None:
         settings = Settings()
         assistant = Assistant(settings)
         assistant.ingest(show_bar=True)  # syncs settings.docs_dir; fast when the folder is unchanged
+        uploads = settings.data_dir / "uploads"  # documents added in the browser (see rag/ui.py)
+        if uploads.is_dir():
+            assistant.ingest(uploads)
     except RagError as error:
         raise SystemExit(f"error: {error}") from None
     # load the model and read the fixed prompt prefix while the page comes up

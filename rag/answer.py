@@ -146,8 +146,8 @@ class Answerer:
         for text, cited in parsed:
             if not cited:
                 cited = self._best_source(text, sources)
-            ok = bool(cited) and self._supported(question, text, cited, sources, all_texts, system)
-            sentences.append(Sentence(text=text, citations=tuple(cited), supported=ok))
+            ok, score = self._supported(text, cited, sources, all_texts, question, system) if cited else (False, 0.0)
+            sentences.append(Sentence(text=text, citations=tuple(cited), supported=ok, support=score))
         answer.sentences = sentences
         kept = [s for s in sentences if s.supported]
         answer.unsupported = [s.text for s in sentences if not s.supported]
@@ -201,19 +201,20 @@ class Answerer:
 
     def _supported(
         self,
-        question: str,
         sentence: str,
         cited: Sequence[int],
         sources: Sequence[Chunk],
         all_texts: list[str],
+        question: str,
         system: str,
-    ) -> bool:
+    ) -> tuple[bool, float]:
+        """(kept, best P(yes)) for one sentence and its cited sources."""
         cited_texts = [sources[n - 1].text for n in cited]
         # A figure found in no source is invented, whatever the model thinks of it.
         if novel_numbers(sentence, all_texts):
-            return False
+            return False, 0.0
         if not self.config.verify:
-            return True
+            return True, 1.0
         threshold = self.config.support_threshold
         if novel_names(sentence, [*cited_texts, question]):
             threshold = max(threshold, STRICT_SUPPORT)
@@ -226,5 +227,5 @@ class Answerer:
                 self.llm.yes_probability([{"role": "system", "content": system}, {"role": "user", "content": prompt}]),
             )
             if best >= threshold:
-                return True
-        return False
+                return True, best
+        return False, best

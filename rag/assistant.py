@@ -184,6 +184,7 @@ class Assistant:
             if isinstance(event, Answer):
                 event.question = question
                 event.standalone_question = standalone
+                event.relevance = relevance
                 event.timings.update(timings)
                 event.timings.setdefault("total_s", time.perf_counter() - started)
                 event.timings.setdefault("first_token_s", event.timings["total_s"])

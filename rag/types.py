@@ -88,6 +88,7 @@ class Sentence:
     text: str
     citations: tuple[int, ...]
     supported: bool
+    support: float = 1.0  # P("Yes") of the support check (0 when a figure was invented)
 
 
 @dataclass
@@ -111,6 +112,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     abstain_reason: str = ""
+    relevance: float = 0.0  # best e5 similarity of any passage to the question
 
     def to_dict(self) -> dict[str, Any]:
         def cite(c: Citation) -> dict[str, Any]:
@@ -130,9 +132,14 @@ class Answer:
             "text": self.text,
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,
+            "relevance": self.relevance,
             "language": self.language,
             "citations": [cite(c) for c in self.citations],
             "unsupported": list(self.unsupported),
+            "sentences": [
+                {"text": x.text, "citations": list(x.citations), "supported": x.supported, "support": x.support}
+                for x in self.sentences
+            ],
             "raw_text": self.raw_text,
             "timings": dict(self.timings),
             "usage": dict(self.usage),

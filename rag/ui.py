@@ -333,7 +333,8 @@ def highlight(text: str, start: int, end: int, context: int = CONTEXT_CHARS) -> 
 def format_citation(citation: Citation, turn: int, document: str | None) -> str:
     """One evidence item: title, date, path, the passage in context, the whole document."""
     c = citation
-    title = html.escape(_one_line(c.title or c.doc_path))
+    title = _one_line(c.title or c.doc_path)
+    title = html.escape(title if len(title) <= 140 else title[:139].rstrip() + "…")
     meta = " · ".join(html.escape(_one_line(x)) for x in (c.date, c.doc_path) if x.strip())
     parts = [
         f'<div class="ev-item" id="ev-{turn}-{c.number}">',
@@ -543,7 +544,7 @@ def upload_name(original: str) -> str:
     name = PurePosixPath(original.replace("\\", "/")).name
     stem, dot, suffix = name.rpartition(".")
     stem = re.sub(r"[^\w\- ]+", "_", stem if dot else name).strip(" ._") or "document"
-    return f"{stem[:120]}.{suffix.lower()}" if dot else stem[:120]
+    return f"{stem[:120]}.{suffix.lower()}" if dot and suffix else stem[:120]
 
 
 def save_uploads(files: list[Path], uploads: Path, max_bytes: int = MAX_UPLOAD_BYTES) -> tuple[list[str], list[str]]:
@@ -742,7 +743,7 @@ def create_app(assistant: Any) -> gr.Blocks:
                     ok = [n for n in saved if n not in report.skipped]
                     if ok:
                         added = escape_text(", ".join(ok))
-                        notes.insert(0, f"✅ Added and indexed: {added}. You can ask about it now.")
+                        notes.insert(0, f"Added and indexed: {added}. You can ask about it now.")
             except RagError as error:
                 notes.append(f"⚠️ {escape_text(str(error))}")
             except Exception:
@@ -758,7 +759,7 @@ def create_app(assistant: Any) -> gr.Blocks:
             try:
                 progress(0, desc="Removing")
                 remove_upload(assistant, uploads, name)
-                status = f"🗑️ Removed {escape_text(name)}."
+                status = f"Removed {escape_text(name)}."
             except RagError as error:
                 status = f"⚠️ {escape_text(str(error))}"
             except Exception:

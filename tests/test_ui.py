@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pytest
 
 from rag import ui
-from rag.errors import LLMError
+from rag.errors import LLMError, RagError
 from rag.types import Answer, Citation, Status, Token
 
 EVIL = "<script>alert(1)</script> ![x](http://evil.example/x.png)"
@@ -60,21 +63,39 @@ class FakeAssistant:
         return {"llm": "fake <b>model</b>", "documents": "1"}
 
 
-def run(handler: ui.ChatHandler, message: str, chat: Any = None, history: Any = None) -> list[Any]:
-    return list(handler(message, chat or [], history or []))
+def run(handler: ui.ChatHandler, message: str, chat: Any = None, history: Any = None, turns: Any = None) -> list[Any]:
+    """The handler's updates as (messages, history) pairs; `run_full` keeps turns and evidence."""
+    return [(c, h) for c, h, _, _ in run_full(handler, message, chat, history, turns)]
+
+
+def run_full(handler: ui.ChatHandler, message: str, chat: Any = None, history: Any = None, turns: Any = None) -> Any:
+    return list(handler(message, chat or [], history or [], turns or []))
 
 
 # --- format_answer -----------------------------------------------------------------
 
 
-def test_format_answer_shows_markers_and_sources() -> None:
+def test_format_answer_shows_markers_and_small_print() -> None:
     out = ui.format_answer(answer())
     assert "state court [1]." in out
-    assert "[1] Parler drops suit" in out
+    assert "Sources [1]: see the evidence panel." in out
+    assert '<small class="small-print">retrieval 0.12 s · first token 0.80 s · total 2.50 s</small>' in out
+    assert "Removed" not in out
+    out = ui.format_answer(answer(), turn=3, model="qwen via embedded · embedder e5")
+    assert 'state court <a class="cite" href="#ev-3-1" title="Parler drops suit: Parler dropped its lawsuit' in out
+    assert "total 2.50 s · qwen via embedded · embedder e5</small>" in out
+
+
+def test_markers_link_only_to_real_citations() -> None:
+    out = ui.escape_answer_text("a [1] b [2] c [x]", turn=2, citations=[cite(2)])
+    assert out.startswith('a [1] b <a class="cite" href="#ev-2-2"')
+    assert out.endswith(">[2]</a> c &#91;x&#93;")
+
+
+def test_format_sources_markdown_listing() -> None:
+    out = ui.format_sources([cite()])
     assert "[1] Parler drops suit &#40;2021-03&#41;" in out  # "(2021-03)", parentheses encoded
     assert "Parler dropped its lawsuit against Amazon" in out
-    assert "<small>retrieval 0.12 s · first token 0.80 s · total 2.50 s</small>" in out
-    assert "Removed" not in out
 
 
 def test_format_answer_escapes_untrusted_text() -> None:
@@ -83,7 +104,7 @@ def test_format_answer_escapes_untrusted_text() -> None:
         citations=[cite(text=f"passage {EVIL}", title=f"title {EVIL}", date="<img src=x>")],
         unsupported=[f"unsupported {EVIL}"],
     )
-    out = ui.format_answer(evil)
+    out = ui.format_answer(evil, turn=1) + ui.format_sources(evil.citations)
     assert "<script" not in out.lower()
     assert "<img" not in out.lower()
     assert "&lt;script&gt;" in out
@@ -112,9 +133,11 @@ def test_escape_text_is_complete() -> None:
 
 def test_format_answer_abstained_is_distinct() -> None:
     out = ui.format_answer(answer(text="The documents do not say.", citations=[], abstained=True, timings={}))
-    assert out.startswith("ℹ️ <em>The documents do not say.</em>")
-    assert "Sources" not in out
-    assert "<small>" not in out
+    assert out.startswith('<div class="abstain">ℹ️ <em>The documents do not say.</em></div>')
+    assert "Sources" not in out and "cite" not in out
+    assert "<small" not in out
+    panel = ui.format_evidence(answer(text="The documents do not say.", citations=[], abstained=True), 1)
+    assert "do not answer this question" in panel and "ev-item" not in panel
 
 
 def test_format_answer_marks_unsupported() -> None:
@@ -159,7 +182,7 @@ def test_handler_streams_tokens_then_final_answer() -> None:
     assert drafts == ["Parler", "Parler dropped", "Parler dropped the suit [1]."], shown
     assert shown[-2].endswith("<small><em>Checking citations…</em></small>")
     final_chat, final_history = updates[-1]
-    assert final_chat[-1]["content"] == ui.format_answer(fake.final)
+    assert final_chat[-1]["content"] == ui.format_answer(fake.final, 1)
     assert final_history == [
         {"role": "user", "content": "Why did Parler drop its suit?"},
         {"role": "assistant", "content": fake.final.text},
@@ -204,6 +227,7 @@ def test_handler_ignores_empty_question() -> None:
     fake = FakeAssistant()
     updates = run(ui.make_chat_handler(fake), "   ")
     assert updates == [([], [])]
+    assert run_full(ui.make_chat_handler(fake), "") == [([], [], [], ui.EVIDENCE_PLACEHOLDER)]
     assert fake.calls == []
 
 
@@ -259,3 +283,220 @@ def test_launch_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
     ui.launch(app, Settings(ui_auth=""))
     assert calls["launch"]["auth"] is None
+
+
+# --- evidence panel ----------------------------------------------------------------
+
+
+class DocsAssistant(FakeAssistant):
+    """A fake that also serves one indexed document."""
+
+    def __init__(self, text: str, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.text = text
+        self.read: list[tuple[str, str | None]] = []
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [{"path": "parler.txt", "source": "/docs", "title": "Parler drops suit", "date": "2021-03", "chunks": 1}]
+
+    def document_text(self, doc_path: str, source: str | None = None) -> str:
+        self.read.append((doc_path, source))
+        if doc_path != "parler.txt":
+            raise RagError(f"{doc_path!r} is not an indexed document.")
+        return self.text
+
+
+def test_highlight_marks_the_span_in_its_context() -> None:
+    text = "x" * 500 + " before words. CITED <b>span</b>. after words " + "y" * 500
+    start = text.index("CITED")
+    end = text.index(". after")
+    out = ui.highlight(text, start, end, context=20)
+    assert "<mark>CITED &lt;b&gt;span&lt;/b&gt;</mark>" in out
+    assert out.startswith("…") and out.endswith("…")
+    assert "before words. " in out and ". after words" in out
+    assert ui.highlight("abc", 0, 3) == "<mark>abc</mark>"
+
+
+def test_evidence_shows_title_date_and_highlighted_passage_in_context() -> None:
+    passage = "Parler dropped its lawsuit against Amazon."
+    text = f"Intro sentence. {passage} Later sentence."
+    fake = DocsAssistant(text)
+    c = cite(text=passage, start=text.index(passage), end=text.index(passage) + len(passage))
+    out = ui.format_evidence(answer(citations=[c]), 4, fake)
+    assert '<div class="ev-item" id="ev-4-1">' in out
+    assert "Parler drops suit" in out and "2021-03" in out and "parler.txt" in out
+    assert f"Intro sentence. <mark>{passage}</mark> Later sentence." in out
+    assert "Open the whole document at this place" in out
+    assert fake.read == [("parler.txt", "/docs")]  # read once, from the right folder
+    # a citation whose offsets do not match the document: the passage alone, still highlighted
+    wrong = cite(text=passage, start=0, end=len(passage))
+    out = ui.format_evidence(answer(citations=[wrong]), 1, DocsAssistant(text))
+    assert f'<div class="ev-passage"><mark>{passage}</mark></div>' in out and "whole document" not in out
+
+
+def test_evidence_marks_unsupported_and_escapes_hostile_documents() -> None:
+    passage = f"passage {EVIL}"
+    text = f"<script>document.write(1)</script> {passage} ![img](https://evil.example/t.png)"
+    start = text.index(passage)
+    c = cite(text=passage, start=start, end=start + len(passage), title=f"title {EVIL}", supported=False)
+    out = ui.format_evidence(answer(citations=[c], unsupported=["Parler moved to Mars [1]."]), 1, DocsAssistant(text))
+    assert "<script" not in out.lower() and "<img" not in out.lower()
+    assert "&lt;script&gt;" in out
+    assert "failed the support check" in out
+    assert "<del>Parler moved to Mars [1].</del>" in out
+    # raw HTML (no Markdown) is rendered there, so the image syntax is inert text
+    assert "![img](https://evil.example/t.png)" in out
+
+
+def test_evidence_panel_newest_first_older_closed() -> None:
+    assert ui.evidence_panel([]) == ui.EVIDENCE_PLACEHOLDER
+    first = ui.format_evidence(answer(question="first?"), 1)
+    second = ui.format_evidence(answer(question="second?"), 2)
+    panel = ui.evidence_panel([{"evidence": first}, {"evidence": second}])
+    assert panel.index("Q2: second?") < panel.index("Q1: first?")
+    assert panel.count('<details class="ev-turn" open>') == 1
+    assert panel.startswith('<details class="ev-turn" open><summary>Q2')
+
+
+def test_handler_records_turns_and_evidence() -> None:
+    fake = FakeAssistant()
+    handler = ui.make_chat_handler(fake, model="m")
+    chat, history, turns, panel = run_full(handler, "Why did Parler drop its suit?")[-1]
+    assert turns[0]["index"] == 1 and chat[1]["role"] == "assistant"
+    assert turns[0]["question"] == "Why did Parler drop its suit?"
+    assert turns[0]["citations"][0]["document"]["date"] == "2021-03"
+    assert 'id="ev-1-1"' in panel
+    chat, history, turns, panel = run_full(handler, "And then?", chat, history, turns)[-1]
+    assert [t["index"] for t in turns] == [1, 3]
+    assert 'href="#ev-2-1"' in chat[3]["content"]
+    assert panel.index("Q2") < panel.index("Q1")
+
+
+# --- documents: safe reading, upload, removal ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../etc/passwd", "a/../../etc/passwd", "/etc/passwd", "..", "C:\\Windows\\win.ini", "C:/x.txt", "a\x00b", ""],
+)
+def test_read_document_refuses_escaping_paths(path: str) -> None:
+    fake = DocsAssistant("text")
+    with pytest.raises(RagError, match="not allowed"):
+        ui.read_document(fake, path)
+    assert fake.read == []  # refused before the assistant is asked
+
+
+def test_read_document_only_serves_indexed_documents(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant()
+    assistant.ingest()
+    seed = assistant.documents()[0]["path"]
+    assert "Parler" in ui.read_document(assistant, seed)
+    for path in ("not-indexed.txt", "../seeds/" + seed, str(assistant.settings.docs_dir / seed)):
+        with pytest.raises(RagError):
+            ui.read_document(assistant, path)
+
+
+def test_check_upload(tmp_path: Path) -> None:
+    def write(name: str, data: bytes) -> Path:
+        path = tmp_path / name
+        path.write_bytes(data)
+        return path
+
+    assert ui.check_upload(write("ok.txt", b"hello")) is None
+    assert ui.check_upload(write("ok.md", "# titre é".encode())) is None
+    assert "only .txt" in str(ui.check_upload(write("x.exe", b"MZ")))
+    assert "only .txt" in str(ui.check_upload(write("x.htm", b"<p>")))
+    assert "limit is" in str(ui.check_upload(write("big.txt", b"x" * 2000), max_bytes=1000))
+    assert "empty" in str(ui.check_upload(write("empty.txt", b"")))
+    assert "not a PDF" in str(ui.check_upload(write("fake.pdf", b"MZ\x90\x00")))
+    assert ui.check_upload(write("real.pdf", b"%PDF-1.4\n...")) is None
+    assert "not a Word" in str(ui.check_upload(write("fake.docx", b"plain text")))
+    with zipfile.ZipFile(tmp_path / "other.docx", "w") as archive:
+        archive.writestr("hello.txt", "not word")
+    assert "not a Word" in str(ui.check_upload(tmp_path / "other.docx"))
+    with zipfile.ZipFile(tmp_path / "real.docx", "w") as archive:
+        archive.writestr("word/document.xml", "<w:document/>")
+    assert ui.check_upload(tmp_path / "real.docx") is None
+    assert "binary" in str(ui.check_upload(write("bin.txt", b"ab\x00cd")))
+
+
+def test_upload_name_is_a_plain_file_name() -> None:
+    assert ui.upload_name("../../evil.txt") == "evil.txt"
+    assert ui.upload_name("C:\\Users\\me\\notes.MD") == "notes.md"
+    assert ui.upload_name(".hidden.txt") == "hidden.txt"
+    assert ui.upload_name("a<b>|c.html") == "a_b_c.html"
+    assert ui.upload_name("../") == "document"
+
+
+def test_upload_then_remove_through_the_assistant(make_assistant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant()
+    assistant.ingest()
+    uploads = assistant.settings.data_dir / "uploads"
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    (incoming / "zephyr.txt").write_text("The Zephyr mascot is a purple otter named Quillon.")
+    (incoming / "bad.exe").write_bytes(b"MZ")
+    saved, rejected = ui.save_uploads(sorted(incoming.iterdir()), uploads)
+    assert saved == ["zephyr.txt"] and len(rejected) == 1 and "bad.exe" in rejected[0]
+    assistant.ingest(uploads)
+    assert ui.uploaded_documents(assistant, uploads) == ["zephyr.txt"]
+    assert "Quillon" in ui.read_document(assistant, "zephyr.txt")
+    table = ui.format_documents(assistant.documents(), uploads)
+    assert "zephyr.txt" in table and "uploaded" in table and "folder" in table
+    seed = next(d["path"] for d in assistant.documents() if d["path"] != "zephyr.txt")
+    with pytest.raises(RagError, match="only uploaded documents"):
+        ui.remove_upload(assistant, uploads, seed)
+    with pytest.raises(RagError, match="not allowed"):
+        ui.remove_upload(assistant, uploads, "../zephyr.txt")
+    report = ui.remove_upload(assistant, uploads, "zephyr.txt")
+    assert report.removed == ["zephyr.txt"] and not (uploads / "zephyr.txt").exists()
+    assert ui.uploaded_documents(assistant, uploads) == []
+    assert any(d["path"] == seed for d in assistant.documents())  # the seed is untouched
+
+
+def test_format_documents_escapes() -> None:
+    out = ui.format_documents([{"path": "a.txt", "source": "/x", "title": EVIL, "date": "2021", "chunks": 2}])
+    assert "<script" not in out and "&lt;script&gt;" in out
+    assert ui.format_documents([]).startswith("<p>No document")
+
+
+# --- feedback ----------------------------------------------------------------------
+
+
+def test_record_feedback_appends_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "feedback.jsonl"
+    turns = [{"index": 1, "question": "q?", "answer": "a [1].", "citations": [{"number": 1}], "evidence": "<b>"}]
+    entry = ui.record_feedback(path, turns, 1, True)
+    ui.record_feedback(path, turns, [1, 0], False)
+    assert ui.record_feedback(path, turns, 5, True) is None  # not an answer
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0] == entry
+    assert set(lines[0]) == {"time", "question", "answer", "citations", "rating"}
+    assert [line["rating"] for line in lines] == ["up", "down"]
+    assert lines[0]["citations"] == [{"number": 1}]
+
+
+# --- the page and its launch ---------------------------------------------------------
+
+
+def test_create_app_on_a_real_assistant(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant()
+    assistant.ingest()
+    app = ui.create_app(assistant)
+    config = str(app.get_config_file())
+    assert "Documents" in config and "Evidence" in config
+    assert "000_1d7c1f8b7bb62d9d.txt" in config  # the document table
+    assert not (assistant.settings.index_dir / "feedback.jsonl").exists()
+
+
+def test_launch_is_safe_by_default() -> None:
+    from rag.config import Settings
+
+    settings = Settings()
+    options = ui.launch_options(settings)
+    assert options["server_name"] == "127.0.0.1" and options["share"] is False and options["auth"] is None
+    assert options["max_file_size"] == ui.MAX_UPLOAD_BYTES
+    assert str(settings.data_dir) in options["blocked_paths"] and str(settings.index_dir) in options["blocked_paths"]
+    assert options["css"] == ui.CSS and options["js"] == ui.JS
+    for asset in (ui.CSS, ui.JS):  # nothing fetched from anywhere
+        assert "http" not in asset and "@import" not in asset and "url(" not in asset

@@ -68,12 +68,12 @@ def scripted_reply(messages: list[dict[str, str]]) -> str:
     return "NOT_FOUND"
 
 
-def start_app(assistant: Any) -> tuple[Any, str]:
+def start_app(assistant: Any, **settings_update: Any) -> tuple[Any, str]:
     from rag import ui
 
     app = ui.create_app(assistant)
     port = free_port()
-    settings = assistant.settings.model_copy(update={"ui_host": "127.0.0.1", "ui_port": port})
+    settings = assistant.settings.model_copy(update={"ui_host": "127.0.0.1", "ui_port": port, **settings_update})
     ui.launch(app, settings, prevent_thread_lock=True, quiet=True)
     return app, f"http://127.0.0.1:{port}"
 
@@ -114,8 +114,14 @@ def page(browser: Any) -> Iterator[Any]:
     page.requested = requested
     yield page
     context.close()
-    remote = [u for u in requested if urllib.parse.urlsplit(u).hostname not in LOCAL_HOSTS and not u.startswith("data:")]
+    remote = remote_requests(requested)
     assert remote == [], f"the page fetched from the network: {remote}"
+
+
+def remote_requests(urls: list[str]) -> list[str]:
+    """Requests that left the machine (anything but localhost, data: and blob: URLs)."""
+    local = [u for u in urls if u.startswith(("data:", "blob:")) or urllib.parse.urlsplit(u).hostname in LOCAL_HOSTS]
+    return [u for u in urls if u not in local]
 
 
 def open_app(page: Any, url: str) -> None:
@@ -125,12 +131,12 @@ def open_app(page: Any, url: str) -> None:
 
 def ask(page: Any, question: str, timeout_ms: int = TIMEOUT_MS) -> Any:
     """Type a question, send it and wait for the final answer (its small-print timings)."""
-    answers_before = page.locator("#chat .small-print").count()
+    done = page.locator("#chat small.small-print")
+    before = done.count()
     page.locator("#question textarea").fill(question)
     page.locator("#send").click()
-    done = page.locator("#chat small.small-print")
-    done.nth(answers_before if answers_before == 0 else done.count()).wait_for(timeout=timeout_ms)
-    return page.locator("#chat .message-row, #chat .message").last
+    sync_api.expect(done).to_have_count(before + 1, timeout=timeout_ms)
+    return last_bot_message(page)
 
 
 def last_bot_message(page: Any) -> Any:
@@ -187,7 +193,7 @@ def test_upload_then_ask_what_only_it_says(fake_app: tuple[Any, str], page: Any,
     bad.write_bytes(b"MZ\x00\x00")
     page.get_by_role("tab", name="Documents").click()
     page.locator("#upload input[type=file]").set_input_files(str(bad))
-    page.wait_for_timeout(300)
+    page.get_by_text("Invalid file type").first.wait_for()  # Gradio's own server-side type check
     assert not (assistant.settings.data_dir / "uploads" / "notes.exe").exists()
     page.locator("#remove-choice input").click()
     page.get_by_role("option", name="zephyr notes.txt").click()
@@ -211,14 +217,14 @@ def test_thumbs_up_writes_a_feedback_line(fake_app: tuple[Any, str], page: Any) 
     entry = json.loads(lines[-1])
     assert entry["rating"] == "up"
     assert entry["question"] == SEED_QUESTION
-    assert entry["answer"] == SEED_ANSWER
+    assert entry["answer"].startswith("Parler a abandonné sa plainte contre Amazon") and "[1]" in entry["answer"]
     assert entry["citations"][0]["number"] == 1 and entry["citations"][0]["document"]["date"] == "2021-03"
     assert set(entry) == {"time", "question", "answer", "citations", "rating"}
     assert "index" not in str(feedback.relative_to(assistant.settings.data_dir))
 
 
 def test_hostile_document_renders_inert(fake_app: tuple[Any, str], page: Any, tmp_path: Path) -> None:
-    assistant, url = fake_app
+    _, url = fake_app
     doc = tmp_path / "zephyr-evil.md"
     doc.write_text(
         "The Zephyr mascot is a purple otter named Quillon. <script>window.__pwned = 1</script> "
@@ -231,7 +237,8 @@ def test_hostile_document_renders_inert(fake_app: tuple[Any, str], page: Any, tm
     page.get_by_role("tab", name="Chat").click()
     ask(page, "What is the Zephyr mascot?")
     text = page.locator("#evidence").inner_text()
-    assert "<script>window.__pwned = 1</script>" in text or "Quillon" in text
+    assert "<script>window.__pwned = 1</script>" in text  # shown as text, not run
+    assert "![tracker](http://evil.example/x.png)" in text
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#evidence script, #evidence img, #chat img").count() == 0
     assert not any("evil.example" in u for u in page.requested)
@@ -255,6 +262,25 @@ def test_no_route_serves_files_outside_the_app(fake_app: tuple[Any, str]) -> Non
                 assert error.code in (403, 404), (target, error.code)
                 continue
             assert b"root:" not in body and b"Parler" not in body, target
+
+
+def test_login_required_when_configured(fake_app: tuple[Any, str], page: Any) -> None:
+    assistant, _ = fake_app
+    app, url = start_app(assistant, ui_auth="reader:s3cret pass")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/config", timeout=10)
+        assert refused.value.code == 401
+        page.goto(url)
+        page.get_by_label("username").fill("reader")
+        page.get_by_label("password").fill("wrong")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_text("Incorrect", exact=False).first.wait_for()
+        page.get_by_label("password").fill("s3cret pass")
+        page.get_by_role("button", name="Login").click()
+        page.locator("#question textarea").wait_for()
+    finally:
+        app.close()
 
 
 def test_real_models_answer_with_evidence_and_screenshot(browser: Any, tmp_path: Path) -> None:
@@ -285,5 +311,5 @@ def test_real_models_answer_with_evidence_and_screenshot(browser: Any, tmp_path:
     finally:
         context.close()
         app.close()
-    remote = [u for u in requested if urllib.parse.urlsplit(u).hostname not in LOCAL_HOSTS and not u.startswith("data:")]
+    remote = remote_requests(requested)
     assert remote == []

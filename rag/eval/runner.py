@@ -197,9 +197,14 @@ def score_answer(record: EvalRecord, answer: Answer, gold: _Gold, n_relevant: in
         "raw_text": answer.raw_text,
         "abstained": answer.abstained,
         "abstain_reason": answer.abstain_reason,
+        "relevance": answer.relevance,
         "standalone_question": answer.standalone_question,
         "cited": [c.number for c in answer.citations],
         "unsupported": list(answer.unsupported),
+        "sentences": [
+            {"text": x.text, "citations": list(x.citations), "supported": x.supported, "support": x.support}
+            for x in answer.sentences
+        ],
         "sources": [
             {"number": c.number, "doc_path": c.doc_path, "start": c.start, "end": c.end, "relevant": r}
             for c, r in zip(answer.sources, source_relevant, strict=True)
