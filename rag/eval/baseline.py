@@ -39,13 +39,14 @@ from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import BaseNode, NodeWithScore
 from pydantic import PrivateAttr
 
+from rag.answer import citation_for
 from rag.embeddings import Embedder, LlamaIndexEmbedding
 from rag.errors import RagError
 from rag.language import detect
 from rag.llm import LLM, Completion, Message
 from rag.loaders import load_folder
 from rag.prompts import CANNOT_ANSWER_PHRASES, NOT_FOUND_TOKEN
-from rag.types import Answer, Chunk, Citation, Hit
+from rag.types import Answer, Chunk, Hit
 
 _NEGATION = re.compile(r"\b(not|no|cannot|can't|doesn't|does not|isn't|unable|ne|pas|nicht|kein)\b", re.I)
 _CONTEXT = re.compile(
@@ -183,7 +184,7 @@ class BaselinePipeline:
         first = first if first is not None else total
         text = "".join(pieces).strip()
         nodes: list[NodeWithScore] = list(response.source_nodes or [])
-        sources = [_citation(i, _chunk(n.node)) for i, n in enumerate(nodes, 1)]
+        sources = [citation_for(i, _chunk(n.node), supported=False) for i, n in enumerate(nodes, 1)]
         completion = self.llm.last_completion
         return Answer(
             question=question,
@@ -207,15 +208,3 @@ class BaselinePipeline:
         )
 
 
-def _citation(number: int, chunk: Chunk) -> Citation:
-    return Citation(
-        number=number,
-        text=chunk.text,
-        doc_path=chunk.doc_path,
-        title=chunk.title,
-        date=chunk.date,
-        start=chunk.start,
-        end=chunk.end,
-        chunk_id=chunk.id,
-        supported=False,
-    )
