@@ -26,6 +26,9 @@ ingest: $(STAMP)
 eval: $(STAMP)  ## score ours and the llama-index baseline on the seed question set (reports/<timestamp>/)
 	$(BIN)/python -m rag eval --pipeline both
 
+bench: $(STAMP)  ## speed benchmark, ours vs the llama-index baseline (reports/bench-<timestamp>/)
+	$(BIN)/python -m rag bench
+
 test: $(DEV_STAMP)  ## the whole suite, real models included
 	$(BIN)/python -m pytest -q
 

@@ -5,6 +5,7 @@ python -m rag ask "QUESTION" [--json]  answer once, with the cited passages
 python -m rag chat                   a terminal chat loop (follow-ups use the history)
 python -m rag ui                     the browser chat (same as app.py)
 python -m rag eval [--set F | --squad F] [--pipeline ours|baseline|both]   score against a question set
+python -m rag bench [--runs N] [--questions N] [--sp-limit N] [--skip-startup] [--skip-sp]   speed benchmark
 """
 
 from __future__ import annotations
@@ -143,6 +144,25 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    from rag.bench import SP_ZIP, BenchOptions, run_bench
+
+    options = BenchOptions(
+        runs=args.runs,
+        questions=args.questions,
+        sp_limit=args.sp_limit,
+        skip_startup=args.skip_startup,
+        skip_sp=args.skip_sp,
+        sp_zip=Path(args.sp_zip) if args.sp_zip else SP_ZIP,
+        out=Path(args.out) if args.out else None,
+        progress=not args.quiet,
+    )
+    run_bench(options, log=out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rag", description="Cited answers from your documents.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -175,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", default=None, metavar="OLD.json", help="an earlier results.json to compare with")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="measure start-up, ingestion, retrieval and answer speed; writes a report folder")
+    p.add_argument("--runs", type=int, default=5, help="repetitions of the start-up and re-ingest measurements")
+    p.add_argument(
+        "--questions", type=int, default=None, help="eval-set questions per pipeline (default all; 0 = skip)"
+    )
+    p.add_argument("--sp-limit", type=int, default=None, help="ingest only the first N Service-Public pages")
+    p.add_argument("--sp-zip", default=None, help="Service-Public zip (default ../shared/bench/...fiches_txt.zip)")
+    p.add_argument("--skip-startup", action="store_true", help="do not measure start-up in fresh processes")
+    p.add_argument("--skip-sp", action="store_true", help="do not ingest the Service-Public set")
+    p.add_argument("--out", default=None, help="report folder (default: reports/bench-<timestamp>)")
+    p.add_argument("--quiet", action="store_true", help="no per-question progress output")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -206,5 +206,3 @@ class BaselinePipeline:
                 "cached_tokens": completion.cached_tokens,
             },
         )
-
-
