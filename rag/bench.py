@@ -495,6 +495,35 @@ def _slim(row: Mapping[str, Any]) -> dict[str, Any]:
 # -- the whole run ---------------------------------------------------------------------------
 
 
+def measure_service_public(
+    zip_path: Path,
+    limit: int | None,
+    workdir: Path,
+    embedder: Embedder,
+    settings: Settings,
+    runs: int,
+    questions: Sequence[str],
+    log: TextIO | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Extract the pages (not timed), ingest them into a fresh index, then time retrieval at that size."""
+    from rag.retrieve import Retriever
+    from rag.store import ChunkStore
+
+    pages = workdir / "sp-pages"
+    count = extract_pages(zip_path, pages, limit)
+    _say(log, f"ingesting {count} Service-Public pages into a fresh index")
+    store = ChunkStore(collection="bench-sp", path=workdir / "sp-index", embedder_name=embedder.name)
+    ingestion = measure_ingestion(pages, store, embedder, settings.chunk_tokens, runs)
+    ingestion["pages_in_zip_used"] = count
+    retriever = Retriever(store, embedder, settings.candidates, settings.dense_weight, settings.bm25_weight)
+    _say(log, f"retrieval latency over {len(retriever.chunks)} chunks")
+    retrieval = {
+        "chunks": len(retriever.chunks),
+        "ours": measure_retrieval(retriever.search, pick_queries(retriever.chunks, questions), settings.top_k),
+    }
+    return ingestion, retrieval
+
+
 @dataclass
 class BenchOptions:
     runs: int = 5
@@ -520,8 +549,6 @@ def run_bench(options: BenchOptions, settings: Settings | None = None, log: Text
     from rag.eval import pipelines
     from rag.eval.dataset import SEED_SET, load_set, sample
     from rag.eval.runner import run_eval, summarise
-    from rag.retrieve import Retriever
-    from rag.store import ChunkStore
 
     base = settings or Settings()
     runs = max(1, options.runs)
@@ -576,27 +603,23 @@ def run_bench(options: BenchOptions, settings: Settings | None = None, log: Text
             results["ingestion"]["service_public"] = {"skipped": f"{options.sp_zip} is absent"}
             notes.append(f"Service-Public set skipped: {options.sp_zip} is absent.")
         else:
-            pages = workdir / "sp-pages"
-            count = extract_pages(options.sp_zip, pages, options.sp_limit)
-            _say(log, f"ingesting {count} Service-Public pages into a fresh index")
-            store = ChunkStore(collection="bench-sp", path=workdir / "sp-index", embedder_name=assistant.embedder.name)
-            sp = measure_ingestion(pages, store, assistant.embedder, seed_settings.chunk_tokens, runs)
-            sp["pages_in_zip_used"] = count
-            results["ingestion"]["service_public"] = sp
-            s = seed_settings
-            retriever = Retriever(store, assistant.embedder, s.candidates, s.dense_weight, s.bm25_weight)
-            _say(log, f"retrieval latency over {len(retriever.chunks)} chunks")
-            results["retrieval"]["service_public"] = {
-                "chunks": len(retriever.chunks),
-                "ours": measure_retrieval(retriever.search, pick_queries(retriever.chunks, questions), s.top_k),
-            }
-            del retriever, store
+            try:
+                sp, sp_retrieval = measure_service_public(
+                    options.sp_zip, options.sp_limit, workdir, assistant.embedder, seed_settings, runs, questions, log
+                )
+                results["ingestion"]["service_public"] = sp
+                results["retrieval"]["service_public"] = sp_retrieval
+            except Exception as exc:  # recorded, so that the other measurements still reach the report
+                results["ingestion"]["service_public"] = {"error": f"{type(exc).__name__}: {exc}"}
 
         # start-up from the existing seed index, in fresh processes
         if options.skip_startup:
             results["startup"] = {"skipped": "--skip-startup"}
         else:
-            results["startup"] = measure_startup(seed_settings, runs, workdir, options.question, log)
+            try:
+                results["startup"] = measure_startup(seed_settings, runs, workdir, options.question, log)
+            except Exception as exc:
+                results["startup"] = {"error": f"{type(exc).__name__}: {exc}"}
 
         # per question, ours then the llama-index baseline, same embedder and LLM
         if options.questions == 0:
@@ -656,6 +679,7 @@ class Figure:
     ours: str  # dotted path into the results
     baseline: str | None = None
     chart: bool = False
+    ratio: bool = True  # False where ours/baseline means nothing (counts of different things)
 
 
 def _ingestion_figures(key: str, name: str, baseline: bool = False) -> list[Figure]:
@@ -663,7 +687,7 @@ def _ingestion_figures(key: str, name: str, baseline: bool = False) -> list[Figu
     b = f"ingestion.{key}_baseline" if baseline else None
     return [
         Figure(g, "files", "n", f"{p}.files"),
-        Figure(g, "chunks", "n", f"{p}.chunks", f"{b}.chunks" if b else None),
+        Figure(g, "chunks", "n", f"{p}.chunks", f"{b}.chunks" if b else None, ratio=False),
         Figure(g, "distinct chunk texts", "n", f"{p}.distinct_chunks"),
         Figure(g, "chunks embedded", "n", f"{p}.chunks_embedded"),
         Figure(g, "tokens embedded", "n", f"{p}.tokens_embedded"),
@@ -717,7 +741,9 @@ def _question_figures() -> list[Figure]:
                     f"questions.baseline.{key}.{stat}", chart,
                 )
             )  # fmt: skip
-    out.append(Figure("per question", "answered", "n", "questions.ours.answered", "questions.baseline.answered"))
+    out.append(
+        Figure("per question", "answered", "n", "questions.ours.answered", "questions.baseline.answered", ratio=False)
+    )
     out.append(
         Figure("per question", "correct (all facts)", "rate", "questions.ours.correct", "questions.baseline.correct")
     )
@@ -757,7 +783,7 @@ def fmt_value(value: Any, unit: str) -> str:
     if unit == "ms":
         return f"{value:.1f} ms"
     if unit == "MB":
-        return f"{value:,.0f} MB"
+        return f"{value:,.0f} MB" if value >= 10 else f"{value:.2f} MB"
     if unit == "/s":
         return f"{value:,.0f}/s" if value >= 100 else f"{value:.1f}/s"
     if unit == "rate":
@@ -773,7 +799,8 @@ def table_rows(results: Mapping[str, Any]) -> list[list[str]]:
         base = _get(results, f.baseline) if f.baseline else None
         if ours is None and base is None:
             continue
-        ratio = ours / base if isinstance(ours, int | float) and isinstance(base, int | float) and base else None
+        numbers = isinstance(ours, int | float) and isinstance(base, int | float) and base
+        ratio = ours / base if f.ratio and numbers else None
         rows.append(
             [f.group, f.label, fmt_value(ours, f.unit), fmt_value(base, f.unit), f"{ratio:.2f}×" if ratio else "–"]
         )
@@ -790,11 +817,12 @@ def render_table(results: Mapping[str, Any]) -> str:
 def _skips(results: Mapping[str, Any]) -> list[str]:
     out = []
     for section in ("startup", "questions"):
-        if isinstance(results.get(section), Mapping) and results[section].get("skipped"):
-            out.append(f"{section}: skipped ({results[section]['skipped']})")
+        value = results.get(section)
+        if isinstance(value, Mapping):
+            out += [f"{section}: {kind} ({value[kind]})" for kind in ("skipped", "error") if value.get(kind)]
     for name, value in (results.get("ingestion") or {}).items():
-        if isinstance(value, Mapping) and value.get("skipped"):
-            out.append(f"ingestion {name}: skipped ({value['skipped']})")
+        if isinstance(value, Mapping):
+            out += [f"ingestion {name}: {kind} ({value[kind]})" for kind in ("skipped", "error") if value.get(kind)]
     return out
 
 

@@ -41,7 +41,9 @@ def test_tokens_per_s_uses_generation_end() -> None:
 
 def test_pick_queries_first_sentences_then_questions() -> None:
     def chunk(doc: str, text: str, position: int = 0) -> Chunk:
-        return Chunk(id=f"{doc}{position}", doc_path=doc, title="", date="", text=text, start=0, end=len(text))
+        return Chunk(
+            id=f"{doc}{position}", doc_path=doc, title="", date="", text=text, start=0, end=len(text), position=position
+        )
 
     chunks = [
         chunk("a.txt", "Ok.\nLa carte grise se demande en ligne. Ensuite on attend."),
@@ -56,9 +58,9 @@ def test_pick_queries_first_sentences_then_questions() -> None:
 def test_measure_ingestion_on_a_tiny_folder(tmp_path: Path, make_chunk_store, counting_embedder) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "docs"
     folder.mkdir()
-    shared = "Les démarches administratives se font en ligne sur le site officiel du service public."
-    (folder / "a.txt").write_text(shared + "\n\nLa carte grise coûte selon la puissance du véhicule.", encoding="utf-8")
-    (folder / "b.txt").write_text(shared, encoding="utf-8")  # an identical passage: embedded once
+    text = "Les démarches se font en ligne sur le site du service public.\n\nLa carte grise coûte selon le véhicule."
+    (folder / "a.txt").write_text(text, encoding="utf-8")
+    (folder / "b.txt").write_text(text, encoding="utf-8")  # a copy: its passages are embedded once
     (folder / "c.md").write_text("# RSA\n\nLe RSA est versé chaque mois par la caisse.", encoding="utf-8")
     store = make_chunk_store(index="bench-index")
 
@@ -241,7 +243,7 @@ def test_cli_bench_questions_and_a_small_service_public_zip(fake_build: list[Set
 def test_cli_bench_sp_absent_is_skipped_with_a_note(fake_build: list[Settings], tmp_path: Path) -> None:
     out = tmp_path / "b3"
     missing = tmp_path / "nope.zip"
-    code, text = run("--skip-startup", "--questions", "0", "--runs", "1", "--sp-zip", str(missing), "--out", str(out))
+    code, _ = run("--skip-startup", "--questions", "0", "--runs", "1", "--sp-zip", str(missing), "--out", str(out))
     assert code == 0
     data = json.loads((out / "bench.json").read_text(encoding="utf-8"))
     assert data["ingestion"]["service_public"] == {"skipped": f"{missing} is absent"}
@@ -263,3 +265,19 @@ def test_cli_bench_parses_its_options() -> None:
     assert args.func is cli.cmd_bench
     defaults = cli.build_parser().parse_args(["bench"])
     assert (defaults.runs, defaults.questions, defaults.sp_limit, defaults.skip_startup) == (5, None, None, False)
+
+
+def test_a_failing_startup_is_recorded_and_the_report_still_written(
+    fake_build: list[Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("app.py exited with 1")
+
+    monkeypatch.setattr(bench, "measure_startup", fail)
+    out = tmp_path / "b4"
+    code, _ = run("--skip-sp", "--questions", "0", "--runs", "1", "--out", str(out))
+    assert code == 0
+    data = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    assert data["startup"] == {"error": "RuntimeError: app.py exited with 1"}
+    assert data["ingestion"]["seeds"]["chunks"] > 0
+    assert "startup: error (RuntimeError: app.py exited with 1)" in (out / "bench.md").read_text(encoding="utf-8")
