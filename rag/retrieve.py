@@ -99,7 +99,7 @@ class Retriever:
         embedder: Embedder,
         candidates: int = 30,
         dense_weight: float = 1.0,
-        bm25_weight: float = 0.5,
+        bm25_weight: float = 0.3,
     ) -> None:
         self.store = store
         self.embedder = embedder
