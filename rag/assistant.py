@@ -27,7 +27,7 @@ from typing import Any
 from rag import prompts
 from rag.answer import AnswerConfig, Answerer
 from rag.config import Settings
-from rag.embeddings import E5Embedder, Embedder
+from rag.embeddings import E5Embedder, Embedder, OpenAIEmbedder
 from rag.errors import EmptyIndexError, QuestionError, RagError
 from rag.ingest import sync_folder
 from rag.language import detect
@@ -44,6 +44,22 @@ History = Sequence[dict[str, Any]]
 MAX_HISTORY_TURNS = 6
 
 
+def default_embedder(settings: Settings) -> Embedder:
+    """The embeddings server of RAG_EMBED_BASE_URL if set, else the bundled e5 in this process."""
+    s = settings
+    if s.embed_base_url:
+        return OpenAIEmbedder(
+            s.embed_base_url,
+            s.embed_model,
+            s.embed_api_key,
+            s.embed_e5_prefixes,
+            s.embed_batch,
+            s.llm_timeout,
+            s.llm_retries,
+        )
+    return E5Embedder(num_threads=s.embed_threads, batch_size=s.embed_batch)
+
+
 class Assistant:
     def __init__(
         self,
@@ -54,7 +70,7 @@ class Assistant:
     ) -> None:
         self.settings = settings or Settings()
         s = self.settings
-        self.embedder = embedder or E5Embedder(num_threads=s.embed_threads, batch_size=s.embed_batch)
+        self.embedder = embedder or default_embedder(s)
         self.store = store or ChunkStore(
             collection=s.collection,
             path=s.index_dir,

