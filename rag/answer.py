@@ -93,19 +93,14 @@ class Answerer:
         timings: dict[str, float] = {}
         system = system_message(sources)
         quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts else []
-        excerpts = "\n".join(f'[{n}] "{text}"' for n, text in quoted) or "(none)"
         timings["excerpts_s"] = time.perf_counter() - started
-        messages: list[Message] = [
-            {"role": "system", "content": system},
-            {
-                "role": "user",
-                "content": prompts.QUESTION.format(
-                    question=question,
-                    excerpts=excerpts,
-                    language=prompts.LANGUAGE_NAMES.get(language, "English"),
-                ),
-            },
-        ]
+        language_name = prompts.LANGUAGE_NAMES.get(language, "English")
+        if quoted:
+            excerpts = "\n".join(f'[{n}] "{text}"' for n, text in quoted)
+            user = prompts.QUESTION_WITH_EXCERPTS.format(question=question, excerpts=excerpts, language=language_name)
+        else:
+            user = prompts.QUESTION.format(question=question, language=language_name)
+        messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         completion = Completion()
         held = ""  # text held back while it could still be the NOT_FOUND token
         for piece in self.llm.stream(messages, self.config.max_tokens, completion):

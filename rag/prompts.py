@@ -53,6 +53,10 @@ Sources:
 {sources}"""
 
 QUESTION = """Question: {question}
+Answer in {language}, using the sources."""
+
+# The same, with the source sentences closest to the question quoted under it.
+QUESTION_WITH_EXCERPTS = """Question: {question}
 Key sentences from the sources:
 {excerpts}
 Answer in {language}, using the sources."""
