@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,47 @@ def make_chunk_store(tmp_path, shared_chroma_dir):  # type: ignore[no-untyped-de
 def chunk_store(make_chunk_store):  # type: ignore[no-untyped-def]
     """An empty ChunkStore private to the test, named for the HashEmbedder."""
     return make_chunk_store()
+
+
+def _number(system: str, needle: str) -> int:
+    found = re.findall(rf"^\[(\d+)\] .*{needle}", system, re.MULTILINE)
+    return int(found[-1]) if found else 1
+
+
+def seed_reply(messages: list[dict[str, str]]) -> str:
+    """Answers as a good model would: from the sources, with the right [n]; NOT_FOUND otherwise."""
+    system, user = messages[0]["content"], messages[-1]["content"]
+    if "Rewritten question:" in user:
+        return "Why did Parler drop its lawsuit against Amazon?"
+    question = user.lower()
+    if "host" in question:
+        return f"Parler moved to another host, Epik [{_number(system, 'Epik')}]."
+    if "lawsuit" in question or "drop" in question:
+        reply = "The lawsuit had become moot since Parler was back online, and its victory was uncertain"
+        return f"{reply} [{_number(system, 'sans objet')}]."
+    return "NOT_FOUND"
+
+
+@pytest.fixture
+def fake_pipelines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list:  # type: ignore[type-arg]
+    """Every Assistant that rag.eval.pipelines builds runs on fakes (hash embedder, `seed_reply`),
+    never on the user's own index; returns the list of settings it was built with."""
+    from rag.assistant import Assistant
+    from rag.config import Settings
+    from rag.embeddings import HashEmbedder
+    from rag.eval import pipelines
+    from rag.llm import ScriptedLLM
+
+    built: list[Settings] = []
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+
+    def build(settings: Settings) -> Assistant:
+        built.append(settings)
+        if settings.index_dir == Settings().index_dir:  # never the user's own index
+            settings = settings.model_copy(update={"index_dir": tmp_path / "index"})
+        # English answers to French sources: the scripted judge matches words, so the check is off
+        settings = settings.model_copy(update={"verify": False})
+        return Assistant(settings, llm=ScriptedLLM(reply_fn=seed_reply), embedder=HashEmbedder())
+
+    monkeypatch.setattr(pipelines, "build_assistant", build)
+    return built

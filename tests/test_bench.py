@@ -12,13 +12,8 @@ from typing import Any
 import pytest
 
 from rag import bench, cli
-from rag.assistant import Assistant
 from rag.config import Settings
-from rag.embeddings import HashEmbedder
-from rag.eval import pipelines
-from rag.llm import ScriptedLLM
 from rag.types import Chunk
-from tests.eval.conftest import seed_reply
 
 
 def test_summary_percentiles() -> None:
@@ -167,33 +162,19 @@ def test_ratios() -> None:
 # -- the command ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Settings]:
-    """The bench's Assistant runs on fakes; records the settings it was built with."""
-    built: list[Settings] = []
-
-    def build(settings: Settings) -> Assistant:
-        built.append(settings)
-        settings = settings.model_copy(update={"verify": False})
-        return Assistant(settings, llm=ScriptedLLM(reply_fn=seed_reply), embedder=HashEmbedder())
-
-    monkeypatch.setattr(pipelines, "build_assistant", build)
-    return built
-
-
 def run(*argv: str) -> tuple[int, str]:
     out = io.StringIO()
     code = cli.main(["bench", "--quiet", *argv], out=out)
     return code, out.getvalue()
 
 
-def test_cli_bench_tiny_ingestion_only(fake_build: list[Settings], tmp_path: Path) -> None:
+def test_cli_bench_tiny_ingestion_only(fake_pipelines: list[Settings], tmp_path: Path) -> None:
     out = tmp_path / "b1"
     code, text = run("--skip-startup", "--skip-sp", "--questions", "0", "--runs", "2", "--out", str(out))
     assert code == 0
     assert "| ingestion: document folder | files | 1 |" in text and f"report: {out / 'bench.md'}" in text
-    assert fake_build[0].index_dir != Settings().index_dir  # a temporary index, never the user's
-    assert not fake_build[0].index_dir.exists()  # removed afterwards
+    assert fake_pipelines[0].index_dir != Settings().index_dir  # a temporary index, never the user's
+    assert not fake_pipelines[0].index_dir.exists()  # removed afterwards
     data = json.loads((out / "bench.json").read_text(encoding="utf-8"))
     seeds = data["ingestion"]["seeds"]
     assert seeds["chunks"] > 0 and seeds["unchanged_s"]["n"] == 2 and seeds["unchanged_chunks_embedded"] == 0
@@ -205,7 +186,7 @@ def test_cli_bench_tiny_ingestion_only(fake_build: list[Settings], tmp_path: Pat
     assert (out / "bench.png").is_file() and (out / "bench.md").is_file()
 
 
-def test_cli_bench_questions_and_a_small_service_public_zip(fake_build: list[Settings], tmp_path: Path) -> None:
+def test_cli_bench_questions_and_a_small_service_public_zip(fake_pipelines: list[Settings], tmp_path: Path) -> None:
     archive = tmp_path / "sp.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("flat_txts/", "")
@@ -240,7 +221,7 @@ def test_cli_bench_questions_and_a_small_service_public_zip(fake_build: list[Set
     assert "| per question | time to first token p50 |" in md and "| retrieval: Service-Public |" in md
 
 
-def test_cli_bench_sp_absent_is_skipped_with_a_note(fake_build: list[Settings], tmp_path: Path) -> None:
+def test_cli_bench_sp_absent_is_skipped_with_a_note(fake_pipelines: list[Settings], tmp_path: Path) -> None:
     out = tmp_path / "b3"
     missing = tmp_path / "nope.zip"
     code, _ = run("--skip-startup", "--questions", "0", "--runs", "1", "--sp-zip", str(missing), "--out", str(out))
@@ -268,7 +249,7 @@ def test_cli_bench_parses_its_options() -> None:
 
 
 def test_a_failing_startup_is_recorded_and_the_report_still_written(
-    fake_build: list[Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_pipelines: list[Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def fail(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("app.py exited with 1")

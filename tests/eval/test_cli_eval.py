@@ -8,31 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.assistant import Assistant
 from rag.cli import main
 from rag.config import Settings
-from rag.embeddings import HashEmbedder
-from rag.eval import pipelines
-from rag.llm import ScriptedLLM
-
-from .conftest import seed_reply
-
-
-@pytest.fixture
-def fake_factory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Settings]:
-    """Every Assistant the eval builds runs on fakes with its index in tmp_path; records the settings."""
-    built: list[Settings] = []
-    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
-
-    def build(settings: Settings) -> Assistant:
-        built.append(settings)
-        if settings.index_dir == Settings().index_dir:  # never the user's own index
-            settings = settings.model_copy(update={"index_dir": tmp_path / "index"})
-        settings = settings.model_copy(update={"verify": False})
-        return Assistant(settings, llm=ScriptedLLM(reply_fn=seed_reply), embedder=HashEmbedder())
-
-    monkeypatch.setattr(pipelines, "build_assistant", build)
-    return built
 
 
 def run(*argv: str) -> tuple[int, str]:
@@ -41,7 +18,7 @@ def run(*argv: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def test_eval_both_pipelines_writes_the_report(fake_factory: list[Settings], tmp_path: Path) -> None:
+def test_eval_both_pipelines_writes_the_report(fake_pipelines: list[Settings], tmp_path: Path) -> None:
     code, text = run("--limit", "4", "--pipeline", "both", "--out", str(tmp_path / "r1"))
     assert code == 0
     assert "ours" in text and "baseline" in text and "report:" in text
@@ -51,20 +28,20 @@ def test_eval_both_pipelines_writes_the_report(fake_factory: list[Settings], tmp
     assert (tmp_path / "r1" / "report.md").is_file() and (tmp_path / "r1" / "chart.png").is_file()
 
 
-def test_eval_compare_with_an_earlier_run(fake_factory: list[Settings], tmp_path: Path) -> None:
+def test_eval_compare_with_an_earlier_run(fake_pipelines: list[Settings], tmp_path: Path) -> None:
     assert run("--limit", "2", "--out", str(tmp_path / "old"))[0] == 0
     code, text = run("--limit", "2", "--out", str(tmp_path / "new"), "--compare", str(tmp_path / "old/results.json"))
     assert code == 0 and "Before / after" in text
     assert (tmp_path / "new" / "compare.md").read_text(encoding="utf-8").startswith("## Before / after")
 
 
-def test_eval_squad_absent_is_skipped(fake_factory: list[Settings], tmp_path: Path) -> None:
+def test_eval_squad_absent_is_skipped(fake_pipelines: list[Settings], tmp_path: Path) -> None:
     code, text = run("--squad", str(tmp_path / "absent.json"))
     assert code == 0 and "Skipped" in text
-    assert fake_factory == []
+    assert fake_pipelines == []
 
 
-def test_eval_squad_page_level(fake_factory: list[Settings], tmp_path: Path) -> None:
+def test_eval_squad_page_level(fake_pipelines: list[Settings], tmp_path: Path) -> None:
     pages = [
         ("10", "Le fichier des empreintes digitales est tenu par la police.", "Qui tient le fichier des empreintes ?"),
         ("11", "La vidéosurveillance au travail doit être signalée aux salariés.", "Faut-il signaler les caméras ?"),
@@ -80,7 +57,7 @@ def test_eval_squad_page_level(fake_factory: list[Settings], tmp_path: Path) -> 
     squad.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     code, _ = run("--squad", str(squad), "--limit", "1", "--out", str(tmp_path / "sq"))
     assert code == 0
-    settings = fake_factory[0]
+    settings = fake_pipelines[0]
     assert settings.collection == "cnil" and settings.docs_dir == tmp_path / "cache/eval/mini_squad/pages"
     assert sorted(p.name for p in settings.docs_dir.iterdir()) == ["10.txt", "11.txt", "12.txt"]
     results = json.loads((tmp_path / "sq" / "results.json").read_text(encoding="utf-8"))
@@ -90,7 +67,7 @@ def test_eval_squad_page_level(fake_factory: list[Settings], tmp_path: Path) -> 
 
 
 def test_eval_bad_set_is_an_error(
-    fake_factory: list[Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_pipelines: list[Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x"}\n', encoding="utf-8")
