@@ -6,8 +6,14 @@ implements it with the `openai` client against any OpenAI-compatible server.
 
 `EmbeddedServer` runs the bundled GGUF in the real llama.cpp HTTP server (`xllamacpp`)
 inside this process, on loopback, a free port and a random API key; `default_llm`
-starts it once per process and stops it at exit. A user who sets `RAG_LLM_BASE_URL`
-gets the very same `OpenAILLM` against their server.
+starts it once per process and stops it at exit, and returns an `EmbeddedLLM`: an
+`OpenAILLM` that restarts the server if it finds it dead (at most once per request and
+MAX_RESTARTS times in RESTART_WINDOW). A user who sets `RAG_LLM_BASE_URL` gets a plain
+`OpenAILLM` against their server.
+
+Faults (see `OpenAILLM`): a short connect timeout, `RAG_LLM_TIMEOUT` as the longest silence
+(before the reply or between two streamed pieces), `RAG_LLM_RETRIES` retries with exponential
+backoff or the server's Retry-After, and always an LLMError that names the URL and the setting.
 
 Requests send `cache_prompt: true`: llama.cpp keeps the KV cache of the last prompt and
 reuses its longest common prefix, so a fixed system prefix (instructions + sources) is
@@ -17,13 +23,16 @@ read once and each later question pays only for its own tokens.
 from __future__ import annotations
 
 import atexit
+import email.utils
 import logging
 import math
+import random
 import secrets
 import socket
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,72 +76,180 @@ class LLM(ABC):
         return result
 
 
+# -- faults: timeouts, retries, backoff --------------------------------------------------------
+
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection (capped by the request timeout)
+RETRY_BASE_DELAY = 0.5  # first backoff; doubled at each retry
+RETRY_MAX_DELAY = 8.0  # longest backoff between two attempts
+MAX_RETRY_AFTER = 30.0  # longest Retry-After honoured; a server asking for more fails at once
+RETRYABLE_STATUS = frozenset({408, 409, 429})  # and every 5xx
+
+
+def backoff(retry: int) -> float:
+    """Seconds before retry number `retry` (0-based): 0.5, 1, 2, 4, 8, 8... minus up to 25 % jitter."""
+    return min(RETRY_BASE_DELAY * 2.0**retry, RETRY_MAX_DELAY) * (1 - 0.25 * random.random())
+
+
+def worst_case_seconds(timeout: float, retries: int) -> float:
+    """The longest a request to a server that never answers takes before LLMError:
+    every attempt waits the whole timeout, with the (unjittered) backoff in between.
+    A 429/503 with Retry-After adds at most MAX_RETRY_AFTER per retry instead of the backoff."""
+    return (retries + 1) * timeout + sum(min(RETRY_BASE_DELAY * 2.0**i, RETRY_MAX_DELAY) for i in range(retries))
+
+
+def retry_after(exc: Exception) -> float | None:
+    """Seconds the server asked to wait (Retry-After-Ms, Retry-After in seconds or as a date), or None."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError):
+                continue
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
+    return None
+
+
+@dataclass
+class _Attempt:
+    """Where one request stands: retries used, and whether the server was already restarted for it."""
+
+    retries: int = 0
+    recovered: bool = False
+
+
 class OpenAILLM(LLM):
-    """Any OpenAI-compatible chat server through the official `openai` client."""
+    """Any OpenAI-compatible chat server through the official `openai` client.
 
-    def __init__(self, base_url: str, api_key: str, model: str, timeout: float = 120.0, retries: int = 2):
-        from openai import OpenAI
+    Faults are handled here rather than by the client (its retries are off), so the worst case
+    is known (`worst_case_seconds`) and each retry is logged:
+    - the connection must open within CONNECT_TIMEOUT (or `timeout` if shorter); after that the
+      server may stay silent at most `timeout` seconds between two reads, so a stream that
+      stalls midway fails after `timeout` seconds of silence, however long the answer;
+    - connection errors, timeouts, 408/409/429 and 5xx are retried `retries` times with
+      exponential backoff; a Retry-After header (up to `max_retry_after` seconds) replaces the
+      backoff, a longer one fails at once;
+    - a stream is retried only while nothing has been shown: once a word is out, a failure is
+      an LLMError (repeating the answer would duplicate it);
+    - other errors (bad key, unknown model, 4xx) are not retried.
+    Every failure reaches the caller as an LLMError naming the URL and the setting to check.
+    """
 
-        self.base_url = base_url
+    connect_hint = "is the server running and RAG_LLM_BASE_URL right?"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        model: str,
+        timeout: float = 120.0,
+        retries: int = 2,
+        max_retry_after: float = MAX_RETRY_AFTER,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ):
         self.name = model
-        # the client retries connection errors, 429 and 5xx with exponential backoff
-        self._client: Any = OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=retries)
+        self.timeout = timeout
+        self.retries = retries
+        self.max_retry_after = max_retry_after
+        self.connect_timeout = min(connect_timeout, timeout)
+        self._client: Any = None
         self._logprobs_ok = True
+        self._connect(base_url, api_key)
 
-    def _errors(self) -> tuple[type[Exception], ...]:
-        import openai
+    def _connect(self, base_url: str, api_key: str) -> None:
+        """(Re)build the client for this server; the previous client, if any, is closed."""
+        from openai import OpenAI, Timeout
 
-        return (openai.APIError,)
+        old = self._client
+        self.base_url = base_url
+        self._client = OpenAI(
+            base_url=base_url,
+            api_key=api_key or "none",
+            timeout=Timeout(self.timeout, connect=self.connect_timeout),
+            max_retries=0,
+        )
+        if old is not None:
+            old.close()
+
+    # -- the two requests ----------------------------------------------------------------------
 
     def stream(self, messages: list[Message], max_tokens: int, result: Completion) -> Iterator[str]:
-        try:
-            response = self._client.chat.completions.create(
-                model=self.name,
-                messages=messages,
-                max_tokens=max_tokens,
-                temperature=0,
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_body={"cache_prompt": True},
-            )
-            for chunk in response:
-                if chunk.usage:
-                    result.prompt_tokens = chunk.usage.prompt_tokens
-                    result.completion_tokens = chunk.usage.completion_tokens
-                    details = getattr(chunk.usage, "prompt_tokens_details", None)
-                    result.cached_tokens = int(getattr(details, "cached_tokens", 0) or 0)
-                if chunk.choices and chunk.choices[0].delta.content:
-                    piece = chunk.choices[0].delta.content
-                    result.text += piece
-                    yield piece
-        except self._errors() as exc:
-            raise LLMError(f"The LLM server at {self.base_url} failed: {_describe(exc)}") from exc
+        import openai
+
+        attempt = _Attempt()
+        while True:
+            shown = False
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.name,
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    temperature=0,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_body={"cache_prompt": True},
+                )
+                with response:  # closes the connection even if the caller stops reading
+                    for chunk in response:
+                        if chunk.usage:
+                            result.prompt_tokens = chunk.usage.prompt_tokens
+                            result.completion_tokens = chunk.usage.completion_tokens
+                            details = getattr(chunk.usage, "prompt_tokens_details", None)
+                            result.cached_tokens = int(getattr(details, "cached_tokens", 0) or 0)
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            piece = chunk.choices[0].delta.content
+                            result.text += piece
+                            shown = True
+                            yield piece
+                return
+            except openai.APIError as exc:
+                if shown:
+                    raise LLMError(
+                        f"The LLM server at {self.base_url} stopped in the middle of the answer: {self._why(exc)}"
+                    ) from exc
+                self._retry_or_raise(exc, attempt)
 
     def yes_probability(self, messages: list[Message]) -> float:
-        try:
-            if self._logprobs_ok:
-                try:
-                    return self._yes_from_logprobs(messages)
-                except LLMError:
-                    raise
-                except Exception as exc:  # server without logprobs support: fall back to text
-                    log.info("logprobs unavailable (%s); using the Yes/No text instead", exc)
-                    self._logprobs_ok = False
-            reply = self.complete(messages, max_tokens=2).text.strip().lower()
-            return 1.0 if reply.startswith(("yes", "oui", "ja", "sí", "si")) else 0.0
-        except self._errors() as exc:
-            raise LLMError(f"The LLM server at {self.base_url} failed: {_describe(exc)}") from exc
+        if self._logprobs_ok:
+            try:
+                return self._yes_from_logprobs(messages)
+            except LLMError:
+                raise
+            except Exception as exc:  # server without logprobs support: fall back to text
+                log.info("logprobs unavailable (%s); using the Yes/No text instead", exc)
+                self._logprobs_ok = False
+        reply = self.complete(messages, max_tokens=2).text.strip().lower()
+        return 1.0 if reply.startswith(("yes", "oui", "ja", "sí", "si")) else 0.0
 
     def _yes_from_logprobs(self, messages: list[Message]) -> float:
-        response = self._client.chat.completions.create(
-            model=self.name,
-            messages=messages,
-            max_tokens=1,
-            temperature=0,
-            logprobs=True,
-            top_logprobs=10,
-            extra_body={"cache_prompt": True},
-        )
+        import openai
+
+        attempt = _Attempt()
+        while True:
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.name,
+                    messages=messages,
+                    max_tokens=1,
+                    temperature=0,
+                    logprobs=True,
+                    top_logprobs=10,
+                    extra_body={"cache_prompt": True},
+                )
+                break
+            except (openai.BadRequestError, openai.UnprocessableEntityError):
+                raise  # the server refuses logprobs: the caller falls back to the text
+            except openai.APIError as exc:
+                self._retry_or_raise(exc, attempt)
         content = response.choices[0].logprobs.content if response.choices[0].logprobs else None
         if not content:
             raise ValueError("no logprobs in response")
@@ -145,19 +262,71 @@ class OpenAILLM(LLM):
                 no += math.exp(cand.logprob)
         return yes / (yes + no) if yes + no > 0 else 0.0
 
+    # -- failures ------------------------------------------------------------------------------
 
-def _describe(exc: Exception) -> str:
-    import openai
+    def _retry_or_raise(self, exc: Exception, attempt: _Attempt) -> None:
+        """After a failed attempt: return to try again (after restarting or waiting), or raise LLMError."""
+        if not attempt.recovered and self._recover(exc):
+            attempt.recovered = True  # at most one restart per request, and it does not use a retry
+            return
+        delay = self._retry_delay(exc, attempt.retries)
+        if delay is None:
+            tries = f" (after {attempt.retries + 1} attempts)" if attempt.retries else ""
+            raise LLMError(f"The LLM server at {self.base_url} failed{tries}: {self._why(exc)}") from exc
+        attempt.retries += 1
+        log.warning(
+            "LLM server at %s: %s; retry %d of %d in %.1f s",
+            self.base_url,
+            self._why(exc),
+            attempt.retries,
+            self.retries,
+            delay,
+        )
+        time.sleep(delay)
 
-    if isinstance(exc, openai.APITimeoutError):
-        return "no reply before the timeout (RAG_LLM_TIMEOUT)"
-    if isinstance(exc, openai.APIConnectionError):
-        return "cannot connect; is the server running and RAG_LLM_BASE_URL right?"
-    if isinstance(exc, openai.AuthenticationError):
-        return "the API key was refused; check RAG_LLM_API_KEY"
-    if isinstance(exc, openai.NotFoundError):
-        return "not found; check RAG_LLM_MODEL and that the URL ends in /v1"
-    return f"{type(exc).__name__}: {exc}"
+    def _retry_delay(self, exc: Exception, retries_done: int) -> float | None:
+        """Seconds to wait before the next attempt, or None if this failure is final."""
+        import openai
+
+        if retries_done >= self.retries:
+            return None
+        if isinstance(exc, openai.APIConnectionError):  # refused, reset, timed out
+            return backoff(retries_done)
+        if isinstance(exc, openai.APIStatusError) and (exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500):
+            asked = retry_after(exc)
+            if asked is None:
+                return backoff(retries_done)
+            return asked if asked <= self.max_retry_after else None
+        return None
+
+    def _recover(self, exc: Exception) -> bool:
+        """Repair the server after `exc` and return True to retry at once; a remote server cannot be repaired."""
+        return False
+
+    def _why(self, exc: Exception) -> str:
+        """What went wrong and which setting to check."""
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError) and type(exc.__cause__).__name__ == "ConnectTimeout":
+            return f"could not connect within {self.connect_timeout:g} s; {self.connect_hint}"
+        if isinstance(exc, openai.APITimeoutError):
+            return f"no reply within {self.timeout:g} s (RAG_LLM_TIMEOUT); is the server overloaded?"
+        if isinstance(exc, openai.APIConnectionError):
+            return f"cannot connect; {self.connect_hint}"
+        if isinstance(exc, openai.AuthenticationError):
+            return "the API key was refused; check RAG_LLM_API_KEY"
+        if isinstance(exc, openai.NotFoundError):
+            return "not found; check RAG_LLM_MODEL and that the URL ends in /v1"
+        if isinstance(exc, openai.APIStatusError):
+            asked = retry_after(exc)
+            if asked is not None and asked > self.max_retry_after:
+                return (
+                    f"HTTP {exc.status_code}: the server asks to retry after {asked:g} s, longer than the "
+                    f"{self.max_retry_after:g} s this app waits; try again later"
+                )
+            busy = " (the server is busy; RAG_LLM_RETRIES sets how often to retry)" if exc.status_code == 429 else ""
+            return f"HTTP {exc.status_code}{busy}: {exc.message}"
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _free_port() -> int:
@@ -210,9 +379,28 @@ class EmbeddedServer:
             server, self._server = self._server, None
             del server  # the destructor stops llama.cpp's main loop
 
+    def alive(self) -> bool:
+        """Started, not stopped, and its port accepts a connection."""
+        if self._server is None or not self.port:
+            return False
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
 
 _embedded: EmbeddedServer | None = None
 _embedded_lock = threading.Lock()
+MAX_RESTARTS = 3  # restarts of the embedded server allowed within RESTART_WINDOW seconds
+RESTART_WINDOW = 600.0
+_restarts: deque[float] = deque()
+
+
+def _start_embedded(settings: Settings) -> EmbeddedServer:
+    from rag.models import gguf_path
+
+    return EmbeddedServer(gguf_path(settings.cache_dir), settings.llm_ctx, settings.llm_threads).start()
 
 
 def embedded_server(settings: Settings) -> EmbeddedServer:
@@ -220,11 +408,38 @@ def embedded_server(settings: Settings) -> EmbeddedServer:
     global _embedded
     with _embedded_lock:
         if _embedded is None:
-            from rag.models import gguf_path
-
-            _embedded = EmbeddedServer(gguf_path(settings.cache_dir), settings.llm_ctx, settings.llm_threads).start()
-            atexit.register(stop_embedded_server)
+            _embedded = _start_embedded(settings)
         return _embedded
+
+
+def restart_embedded_server(settings: Settings, failed: EmbeddedServer) -> EmbeddedServer:
+    """The server to use instead of `failed`: a new one if `failed` is the current server and is
+    dead, the current one if another thread already replaced it, `failed` itself if it still answers.
+    Refuses (LLMError) after MAX_RESTARTS restarts within RESTART_WINDOW seconds: a server that
+    keeps dying (out of memory, corrupt model) must be reported, not restarted forever."""
+    global _embedded
+    with _embedded_lock:
+        if _embedded is not None and _embedded is not failed:
+            return _embedded  # already restarted by someone else
+        if _embedded is not None and _embedded.alive():
+            return _embedded
+        now = time.monotonic()
+        while _restarts and now - _restarts[0] > RESTART_WINDOW:
+            _restarts.popleft()
+        if len(_restarts) >= MAX_RESTARTS:
+            raise LLMError(
+                f"The embedded LLM server stopped {len(_restarts) + 1} times in {RESTART_WINDOW / 60:g} minutes; "
+                "not restarting it again. Check free memory and the model file in RAG_CACHE_DIR, "
+                "or use another server (RAG_LLM_BASE_URL)."
+            )
+        _restarts.append(now)
+        log.warning("The embedded LLM server at %s is not answering; restarting it", failed.base_url)
+        failed.stop()
+        _embedded = None
+        started = time.perf_counter()
+        server = _embedded = _start_embedded(settings)
+        log.warning("The embedded LLM server restarted on %s in %.1f s", server.base_url, time.perf_counter() - started)
+        return server
 
 
 def stop_embedded_server() -> None:
@@ -233,6 +448,39 @@ def stop_embedded_server() -> None:
         if _embedded is not None:
             _embedded.stop()
             _embedded = None
+
+
+atexit.register(stop_embedded_server)
+
+
+class EmbeddedLLM(OpenAILLM):
+    """The client of the process-wide embedded server, which it restarts if it has died.
+
+    A connection error (not a timeout: a slow server is alive) while the server's port refuses
+    connections means the server is gone: the request asks `restart_embedded_server` for a new
+    one, follows it to its new port and key, and tries again, once per request.
+    """
+
+    connect_hint = "the embedded server does not answer, even restarted; restart the app"
+
+    def __init__(self, settings: Settings, model: str):
+        self.settings = settings
+        self.server = embedded_server(settings)
+        self._restart_lock = threading.Lock()
+        super().__init__(self.server.base_url, self.server.api_key, model, settings.llm_timeout, settings.llm_retries)
+
+    def _recover(self, exc: Exception) -> bool:
+        import openai
+
+        if not isinstance(exc, openai.APIConnectionError) or isinstance(exc, openai.APITimeoutError):
+            return False
+        with self._restart_lock:
+            server = restart_embedded_server(self.settings, self.server)
+            if server is self.server:
+                return False  # it still answers: an ordinary retry
+            self.server = server
+            self._connect(server.base_url, server.api_key)
+            return True
 
 
 def default_llm(settings: Settings) -> LLM:
@@ -247,14 +495,7 @@ def default_llm(settings: Settings) -> LLM:
         )
     from rag.models import LLM_MODEL_NAME
 
-    server = embedded_server(settings)
-    return OpenAILLM(
-        server.base_url,
-        server.api_key,
-        settings.llm_model or LLM_MODEL_NAME,
-        settings.llm_timeout,
-        settings.llm_retries,
-    )
+    return EmbeddedLLM(settings, settings.llm_model or LLM_MODEL_NAME)
 
 
 class ScriptedLLM(LLM):

@@ -5,6 +5,8 @@
 - the bundled GGUF in llama.cpp's server, in a separate process, used as a remote LLM;
 - `python -m rag serve` over all three, with the official `openai` package as its client.
 
+The LLM process and `serve` are also checked to listen on 127.0.0.1 only (/proc/net/tcp).
+
 Marked slow. Real LLM answers are few (each costs 10-60 s on a loaded 2-core machine): one
 through the remote-LLM path, two (plain and streamed) through `serve`, all on one LLM process.
 Run with `-s` to see the measured latencies.
@@ -342,3 +344,25 @@ def test_serve_with_the_openai_client(serve_url: str) -> None:
         f"\n[serve] non-streaming answer {plain_s:.2f} s; streaming: first token {first_token_s or 0:.2f} s, "
         f"total {stream_s:.2f} s"
     )
+
+
+# -- (e) network exposure ------------------------------------------------------------------------
+
+
+def test_llm_process_and_serve_listen_on_loopback_only(llm_server: dict[str, str], serve_url: str) -> None:
+    """Read from /proc/net/tcp: the LLM process and `python -m rag serve` (started without --host)
+    bind 127.0.0.1 and nothing else; the LLM server refuses requests without its key."""
+    from urllib.parse import urlparse
+
+    from tests.test_llm_faults import listening_addresses
+
+    for url in (llm_server["base_url"], serve_url):
+        port = urlparse(url).port
+        assert port and listening_addresses(port) == {"127.0.0.1"}, url
+    models = urllib.request.Request(f"{llm_server['base_url']}/models")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(models, timeout=30)
+    assert refused.value.code == 401
+    models.add_header("Authorization", f"Bearer {llm_server['api_key']}")
+    with urllib.request.urlopen(models, timeout=30) as response:
+        assert response.status == 200
