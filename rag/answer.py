@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,11 +34,13 @@ from rag.chunking import sentence_spans
 from rag.citations import novel_names, novel_numbers, parse_answer
 from rag.embeddings import Embedder
 from rag.llm import LLM, Completion, Message
+from rag.tokens import count_tokens
 from rag.types import Answer, Chunk, Citation, Sentence, Status, Token
 
 STRICT_SUPPORT = 0.8  # threshold when the sentence names something absent from the sources
 EXCERPTS = 3  # source sentences quoted under the question to focus the small model
 MIN_EXCERPT_CHARS = 25
+MAX_CACHED_VECTORS = 50_000  # sentence vectors kept between questions (~80 MB at 384 dims)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class AnswerConfig:
     verify: bool = True
     support_threshold: float = 0.5
     excerpts: int = EXCERPTS
+    excerpt_style: str = "quotes"  # "quotes": the sentences in full; "pointers": only their source numbers
 
 
 def citation_for(number: int, chunk: Chunk, supported: bool = True) -> Citation:
@@ -87,15 +90,22 @@ class Answerer:
         sources: Sequence[Chunk],
         language: str,
         started: float | None = None,
+        quote: bool = True,
     ) -> Iterator[Token | Status | Answer]:
-        """Yield Tokens as the model writes, Status while checking, then one Answer."""
+        """Yield Tokens as the model writes, Status while checking, then one Answer.
+
+        `quote=False` skips the key sentences under the question (for sources already
+        trimmed to them by `focus`)."""
         started = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         system = system_message(sources)
-        quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts else []
+        quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts and quote else []
         timings["excerpts_s"] = time.perf_counter() - started
         language_name = prompts.LANGUAGE_NAMES.get(language, "English")
-        if quoted:
+        if quoted and self.config.excerpt_style == "pointers":
+            pointers = " or ".join(f"[{n}]" for n in sorted({n for n, _ in quoted}))
+            user = prompts.QUESTION_WITH_POINTERS.format(question=question, pointers=pointers, language=language_name)
+        elif quoted:
             excerpts = "\n".join(f'[{n}] "{text}"' for n, text in quoted)
             user = prompts.QUESTION_WITH_EXCERPTS.format(question=question, excerpts=excerpts, language=language_name)
         else:
@@ -174,6 +184,8 @@ class Answerer:
         assert self.embedder is not None
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
+            if len(self._cache) + len(missing) > MAX_CACHED_VECTORS:
+                self._cache.clear()
             for text, vector in zip(missing, self.embedder.embed_passages(missing), strict=True):
                 self._cache[text] = vector
         return np.vstack([self._cache[t] for t in texts])
@@ -186,6 +198,40 @@ class Answerer:
         scores = self._vectors([t for _, t in sentences]) @ self.embedder.embed_query(query)
         best = sorted(np.argsort(-scores)[:k])
         return [sentences[i] for i in best]
+
+    def focus(self, query: str, chunks: Sequence[Chunk], budget: int) -> list[Chunk]:
+        """Trim retrieved passages to their sentences closest to the query, `budget` tokens in all.
+
+        Sentences are taken best first (e5 similarity) while they fit; each passage keeps the
+        contiguous span from its first to its last chosen sentence, so `text == doc[start:end]`
+        still holds and a citation points at the exact lines. Passages with no chosen sentence
+        are dropped; the rest keep their retrieval order.
+        """
+        if self.embedder is None or budget <= 0 or not chunks:
+            return list(chunks)
+        spans = [(i, a, b) for i, c in enumerate(chunks) for a, b in sentence_spans(c.text)]
+        if not spans:
+            return list(chunks)
+        texts = [" ".join(chunks[i].text[a:b].split()) for i, a, b in spans]
+        scores = self._vectors(texts) @ self.embedder.embed_query(query)
+        chosen: dict[int, list[tuple[int, int]]] = {}
+        used = 0
+        for j in np.argsort(-scores):
+            i, a, b = spans[j]
+            cost = count_tokens(texts[j])
+            if used + cost > budget and used:
+                continue
+            chosen.setdefault(i, []).append((a, b))
+            used += cost
+        out = []
+        for i, chunk in enumerate(chunks):
+            if i in chosen:
+                a, b = min(a for a, _ in chosen[i]), max(b for _, b in chosen[i])
+                text = chunk.text[a:b]
+                out.append(
+                    replace(chunk, text=text, start=chunk.start + a, end=chunk.start + b, tokens=count_tokens(text))
+                )
+        return out
 
     def _best_source(self, sentence: str, sources: Sequence[Chunk]) -> list[int]:
         if self.embedder is None or not sources:

@@ -98,6 +98,7 @@ class Assistant:
                 verify=s.verify,
                 support_threshold=s.support_threshold,
                 excerpts=s.excerpts,
+                excerpt_style=s.excerpt_style,
             )
             self._answerer_obj = Answerer(self.llm, self.embedder, config)
         return self._answerer_obj
@@ -195,7 +196,10 @@ class Assistant:
             answer.abstain_reason = f"no passage is relevant enough (best similarity {relevance:.3f})"
             events: Iterator[Event] = iter([answer])
         else:
-            events = self._answerer().stream(standalone, sources, language, started)
+            focused = not self._full_context() and self.settings.focus_tokens > 0
+            if focused:
+                sources = self._answerer().focus(standalone, sources, self.settings.focus_tokens)
+            events = self._answerer().stream(standalone, sources, language, started, quote=not focused)
         for event in events:
             if isinstance(event, Answer):
                 event.question = question

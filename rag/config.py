@@ -8,6 +8,7 @@ Fields are flat (not nested) so each maps to one obvious variable name.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,18 @@ class Settings(BaseSettings):
     # answering
     excerpts: int = Field(
         3, ge=0, le=10, description="Source sentences closest to the question quoted under it (0 = none)."
+    )
+    excerpt_style: Literal["quotes", "pointers"] = Field(
+        "quotes",
+        description="How those sentences are given: quoted in full under the question, or only their source "
+        "numbers (a few tokens instead of ~200: faster first token on the cached small-set path).",
+    )
+    focus_tokens: int = Field(
+        0,
+        ge=0,
+        le=4000,
+        description="Retrieval path only: trim each retrieved passage to its sentences closest to the question, "
+        "this many tokens in all (0 = whole passages). Fewer prompt tokens, faster first token.",
     )
     verify: bool = Field(True, description="Check that each cited passage supports its sentence.")
     support_threshold: float = Field(

@@ -61,6 +61,11 @@ Key sentences from the sources:
 {excerpts}
 Answer in {language}, using the sources."""
 
+# The same, pointing at the sources of those sentences instead of quoting them (a few tokens).
+QUESTION_WITH_POINTERS = """Question: {question}
+The answer is most likely in {pointers}.
+Answer in {language}, using the sources."""
+
 # The support check: asked with the same system message, so only these tokens are new.
 SUPPORT = """Source [{number}] says: "{evidence}"
 Proposed answer: {sentence}

@@ -109,3 +109,49 @@ def test_support_check_quotes_the_cited_evidence() -> None:
     run(llm)
     check = llm.calls[-1][-1]["content"]
     assert 'Source [2] says: "Parler a trouvé refuge chez Epik' in check
+
+
+def test_pointer_style_names_the_key_sources_without_quoting_them() -> None:
+    llm = ScriptedLLM(["Parler found refuge with Epik [2]."])
+    run(llm, question="Epik hébergeur refuge", excerpts=1, excerpt_style="pointers")
+    user = llm.calls[0][-1]["content"]
+    assert "The answer is most likely in [2]." in user
+    assert "Epik, un autre" not in user  # the sentence itself is not repeated under the question
+    quoted = ScriptedLLM(["Parler found refuge with Epik [2]."])
+    run(quoted, question="Epik hébergeur refuge", excerpts=1)
+    assert '[2] "Parler a trouvé refuge chez Epik' in quoted.calls[0][-1]["content"]
+
+
+LONG = Chunk(
+    "c-0",
+    "c.txt",
+    "Parler",
+    "2021-03",
+    "Le réseau social Parler est apprécié de l'extrême droite. "
+    "Amazon a coupé l'hébergement du site en janvier. "
+    "Parler a retiré sa plainte contre Amazon mardi. "
+    "La météo sera belle à Lyon demain.",
+    100,
+    100 + 189,
+    0,
+)
+
+
+def test_focus_keeps_the_closest_sentences_as_an_exact_span_of_the_document() -> None:
+    answerer = Answerer(ScriptedLLM(), HashEmbedder())
+    doc = " " * 100 + LONG.text  # the document the chunk was cut from: text == doc[start:end]
+    assert doc[LONG.start : LONG.end] == LONG.text
+    focused = answerer.focus("plainte retirée contre Amazon", [LONG, SOURCES[2]], budget=14)
+    assert len(focused) == 1  # the weather passage had nothing close enough to fit
+    (chunk,) = focused
+    assert "retiré sa plainte" in chunk.text
+    assert "Lyon" not in chunk.text and "extrême droite" not in chunk.text
+    assert doc[chunk.start : chunk.end] == chunk.text  # citations still point at the exact lines
+    assert chunk.id == LONG.id and chunk.tokens <= 14
+
+
+def test_focus_with_a_large_budget_or_none_keeps_whole_passages_in_order() -> None:
+    answerer = Answerer(ScriptedLLM(), HashEmbedder())
+    assert answerer.focus("Amazon", [LONG, SOURCES[0]], budget=0) == [LONG, SOURCES[0]]
+    whole = answerer.focus("Amazon", [LONG, SOURCES[0]], budget=10_000)
+    assert [c.text for c in whole] == [LONG.text, SOURCES[0].text]
