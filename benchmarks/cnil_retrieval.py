@@ -7,14 +7,17 @@ folder, synced into a temporary Chroma index with `sync_folder`, and searched wi
 Chunk hits are turned into a page ranking by keeping each page's first occurrence; a
 question counts as answered at rank r if the page at rank r has the same text as the
 question's page (ten pages duplicate another page's text). Reported: hit@1, hit@3, hit@5
-and MRR (over the first 10 distinct pages) for e5 alone, BM25 alone and the fused
+and MRR (over the first 10 distinct pages) for the dense embedder alone (`--embedder e5`, the
+default, or `use`: Google USE multilingual v3), BM25 alone and the fused
 retriever, ingestion throughput of the first (cold) sync, and fused-search latency.
 
-Vectors are cached on disk by text sha256 (`.cache/bench/e5/`), so `--sweep` over chunk
+Vectors are cached on disk by text sha256 (`.cache/bench/e5/`, `.cache/bench/use/`), so `--sweep` over chunk
 sizes and fusion weights embeds each distinct text once. Usage:
 
-    .venv/bin/python benchmarks/cnil_retrieval.py [--chunk-tokens N] [--dense-weight W]
+    .venv/bin/python benchmarks/cnil_retrieval.py [--embedder e5|use] [--chunk-tokens N] [--dense-weight W]
         [--bm25-weight W] [--candidates N] [--sweep] [--out reports/cnil_retrieval.json]
+
+(`--out` defaults to reports/cnil_retrieval.json for e5, reports/cnil_retrieval-use.json for use.)
 
 Exits 0 with a message when the data file is absent.
 """
@@ -73,7 +76,10 @@ class Dataset:
 
 def load_dataset(path: Path) -> Dataset:
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
-    pages, questions, canon, first_by_text = [], [], {}, {}
+    pages: list[tuple[str, str]] = []
+    questions: list[tuple[str, str]] = []
+    canon: dict[str, str] = {}
+    first_by_text: dict[str, str] = {}
     for i, page in enumerate(data):
         name = f"page{i:03d}.txt"
         # index only the page text: the title is the question itself
@@ -238,7 +244,7 @@ def evaluate_config(
     ids, times, page_of = run_retriever(retriever, ds, DEPTH)
     page_of = {**deep.page_of, **page_of}
     real = pages_of(ids, page_of)
-    row = {
+    row: dict = {
         "chunk_tokens": built.chunk_tokens,
         "candidates": candidates,
         "dense_weight": dw,
@@ -256,9 +262,9 @@ def evaluate_config(
     return row
 
 
-def alone(deep: Deep, ds: Dataset) -> dict[str, dict]:
+def alone(deep: Deep, ds: Dataset, dense_name: str = "e5") -> dict[str, dict]:
     return {
-        "e5": score(pages_of([r[:DEPTH] for r in deep.dense], deep.page_of), ds),
+        dense_name: score(pages_of([r[:DEPTH] for r in deep.dense], deep.page_of), ds),
         "bm25": score(pages_of([r[:DEPTH] for r in deep.bm25], deep.page_of), ds),
     }
 
@@ -321,8 +327,8 @@ def sweep_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def ingest_stats_file(cache: Path) -> Path:
-    return cache / "ingest_stats.json"
+def ingest_stats_file(cache: Path, kind: str = "e5") -> Path:
+    return cache / ("ingest_stats.json" if kind == "e5" else f"ingest_stats-{kind}.json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -336,9 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sweep-chunks", default=",".join(map(str, SWEEP_CHUNKS)), help="chunk sizes to sweep, comma-separated"
     )
-    parser.add_argument("--latency-queries", type=int, default=100, help="queries timed with the real e5 model")
+    parser.add_argument("--latency-queries", type=int, default=100, help="queries timed with the real model")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "bench")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "cnil_retrieval.json")
+    parser.add_argument("--embedder", choices=["e5", "use"], default="e5", help="dense model (RAG_EMBEDDER)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (default: see the module docstring)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -348,8 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ds = load_dataset(args.data)
     print(f"{len(ds.pages)} pages ({ds.duplicate_pages} duplicate texts), {len(ds.questions)} questions")
-    embedder = CachedE5(args.cache_dir / "e5")
-    stats_file = ingest_stats_file(args.cache_dir)
+    kind = args.embedder
+    if args.out is None:
+        args.out = ROOT / "reports" / ("cnil_retrieval.json" if kind == "e5" else f"cnil_retrieval-{kind}.json")
+    embedder = CachedE5(args.cache_dir / kind, kind=kind)
+    stats_file = ingest_stats_file(args.cache_dir, kind)
     cold_stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
 
     with tempfile.TemporaryDirectory(prefix="cnil-bench-") as tmp:
@@ -366,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 built.cold = fresh > 0 and fresh == built.embedded
                 print(
                     f"indexed chunk_tokens={n}: {built.chunks} chunks in {time.perf_counter() - t:.1f}s, "
-                    f"{fresh} embedded by e5, {built.embedded - fresh} from the vector cache",
+                    f"{fresh} embedded by {kind}, {built.embedded - fresh} from the vector cache",
                     flush=True,
                 )
                 if built.cold and str(n) not in cold_stats:
@@ -397,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         built = get_built(n)
         deep = get_deep(n)
         fused = evaluate_config(built, deep, embedder, ds, args.candidates, args.dense_weight, args.bm25_weight)
-        results = {**alone(deep, ds), "fused": {k: fused[k] for k in ("hit@1", "hit@3", "hit@5", "mrr")}}
+        results = {**alone(deep, ds, kind), "fused": {k: fused[k] for k in ("hit@1", "hit@3", "hit@5", "mrr")}}
         for mode, label in (("sum2", "fused, page = sum of top-2 chunks"), ("page", "fused, page-level RRF")):
             results[label] = fused["aggregation"][mode]
         lat = latency(built, embedder, ds, args.candidates, args.dense_weight, args.bm25_weight, args.latency_queries)
@@ -408,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             partial.parent.mkdir(parents=True, exist_ok=True)
             for size in (int(x) for x in args.sweep_chunks.split(",") if x.strip()):
                 d = get_deep(size)
-                for name, m in alone(d, ds).items():
+                for name, m in alone(d, ds, kind).items():
                     sweep.append({"chunk_tokens": size, "label": f" ({name} alone, {DEPTH} chunks)", **m})
                 for cand in SWEEP_CANDIDATES:
                     for bw in SWEEP_BM25:
@@ -425,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ingest = cold_stats.get(str(n))
     ingest_all = {size: cold_stats[size] for size in sorted(cold_stats, key=int)}
     config = {
+        "embedder": embedder.name,
         "chunk_tokens": n,
         "dense_weight": args.dense_weight,
         "bm25_weight": args.bm25_weight,
@@ -470,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{st['tokens_per_s']:.0f} tokens/s)"
             )
     print(
-        f"Fused search latency (real e5 query embedding, {lat['queries']} queries, k={DEPTH}): "
+        f"Fused search latency (real {kind} query embedding, {lat['queries']} queries, k={DEPTH}): "
         f"median {lat['median_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms; "
         f"without query embedding: median {fused['search_ms_median']:.1f} ms"
     )

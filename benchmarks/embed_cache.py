@@ -1,4 +1,4 @@
-"""A disk cache in front of the e5 embedder, for benchmarks only.
+"""A disk cache in front of a bundled embedder (e5 or USE), for benchmarks only.
 
 Vectors are keyed by sha256("p:" + passage) / sha256("q:" + query) and kept in
 `<folder>/keys.json` + `<folder>/vectors.npy`, so a parameter sweep embeds each distinct
@@ -17,7 +17,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: see rag/embe
 
 import numpy as np
 
-from rag.embeddings import E5Embedder, Embedder
+from rag.embeddings import E5Embedder, Embedder, USEEmbedder
 
 
 def _key(text: str, is_query: bool) -> str:
@@ -25,16 +25,21 @@ def _key(text: str, is_query: bool) -> str:
 
 
 class CachedE5(Embedder):
-    """E5Embedder with a persistent per-text vector cache; same `name`, so stores accept it."""
+    """E5Embedder (or, with kind="use", USEEmbedder) with a persistent per-text vector cache.
 
-    name = E5Embedder.name
-    dim = 384
+    It has the real embedder's `name`, so stores accept it. Keep one folder per kind.
+    """
 
-    def __init__(self, folder: Path, num_threads: int = 2, batch_size: int = 32) -> None:
+    def __init__(self, folder: Path, num_threads: int = 2, batch_size: int = 32, kind: str = "e5") -> None:
+        if kind not in ("e5", "use"):
+            raise ValueError(f"unknown embedder kind {kind!r} (e5 or use)")
+        self.kind = kind
+        self.name = USEEmbedder.name if kind == "use" else E5Embedder.name
+        self.dim = 512 if kind == "use" else 384
         self.folder = folder
         self.num_threads = num_threads
         self.batch_size = batch_size
-        self._model: E5Embedder | None = None
+        self._model: Embedder | None = None
         self.hits = 0
         self.misses = 0
         self.bypass_queries = False  # True: embed queries with the real model (latency runs)
@@ -50,9 +55,10 @@ class CachedE5(Embedder):
             self._index, self._rows = {}, []
 
     @property
-    def model(self) -> E5Embedder:
+    def model(self) -> Embedder:
         if self._model is None:
-            self._model = E5Embedder(num_threads=self.num_threads, batch_size=self.batch_size)
+            cls = USEEmbedder if self.kind == "use" else E5Embedder
+            self._model = cls(num_threads=self.num_threads, batch_size=self.batch_size)
         return self._model
 
     def save(self) -> None:

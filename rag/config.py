@@ -44,7 +44,13 @@ class Settings(BaseSettings):
     )
 
     # embeddings
-    embed_threads: int = Field(2, ge=1, description="Threads for the embedded e5 model.")
+    embedder: Literal["e5", "use"] = Field(
+        "e5",
+        description="Embedded model when RAG_EMBED_BASE_URL is empty: 'e5' (multilingual-e5-small, the default) or "
+        "'use' (Google USE multilingual v3: faster to ingest, retrieves worse). Names the index: switching needs "
+        "another RAG_INDEX_DIR or RAG_COLLECTION.",
+    )
+    embed_threads: int = Field(2, ge=1, description="Threads for the embedded embedding model.")
     embed_batch: int = Field(32, ge=1, description="Passages embedded per batch.")
     embed_base_url: str = Field(
         "", description="OpenAI-compatible /v1/embeddings server URL (http://host:port/v1); empty = embedded e5."
