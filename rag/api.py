@@ -31,8 +31,10 @@ With the openai package: `completion.sources` / `completion.model_extra["sources
 stream `chunk.model_extra.get("sources")` on the last chunk.
 
 Errors use OpenAI's format `{"error": {"message", "type", "param", "code"}}`: a bad request
-(empty or too long question, last message not from the user) is 400, a missing or wrong key
-401, an unavailable backend (LLM, embeddings or Chroma server down, nothing indexed) 503.
+(a body that is not UTF-8 JSON, a question that is empty, too long or has no words, last
+message not from the user) is 400, a missing or wrong key 401, an unavailable backend (LLM,
+embeddings or Chroma server down, nothing indexed) 503. Questions are cleaned as in
+`Assistant.stream` (control characters, bidi overrides, lone surrogates: see `assistant.clean_text`).
 An error after a stream has started is sent as a last `data: {"error": {...}}` event.
 
 One Assistant per process (`create_app` also takes a factory, called on the first request;
@@ -54,6 +56,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.errors import ConfigError, EmptyIndexError, LLMError, ModelError, QuestionError, RagError, StoreError
 from rag.types import Answer, Token
@@ -198,6 +201,15 @@ def create_app(
     @app.exception_handler(RagError)
     def _rag_error(request: Request, exc: RagError) -> JSONResponse:
         return _api_error(request, from_rag_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own errors in OpenAI's format too: a body that is not UTF-8 JSON (400), 404, 405
+        message = str(exc.detail)
+        if exc.status_code == 400:
+            message = f"Invalid request body (it must be UTF-8 JSON): {message}."
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return JSONResponse(error_body(message, kind), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,7 +19,9 @@ settings when missing; the embedded LLM server starts only when the first questi
 from __future__ import annotations
 
 import logging
+import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,39 @@ Event = Token | Status | Answer
 History = Sequence[dict[str, Any]]
 MAX_HISTORY_TURNS = 6
 
+# terminal escape sequences (colours, cursor moves, window titles): removed whole, not just their ESC
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_KEEP_FORMAT = frozenset("\u200c\u200d")  # zero-width (non-)joiners: Persian and Indic words, emoji sequences
+
+
+def clean_text(text: str) -> str:
+    """User text made safe to search, embed, prompt with and send as JSON.
+
+    Terminal escape sequences are removed; line endings become "\n"; other control
+    characters become a space (tab and newline are kept); invisible format characters
+    (bidi overrides such as U+202E, zero-width spaces, soft hyphens, BOMs), lone surrogates,
+    private-use and unassigned code points are removed; Unicode spaces and line separators
+    become " " and "\n". The result is NFC-normalised (an NFD "é" matches an NFC one) and stripped.
+    """
+    text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isprintable():
+        out = []
+        for ch in text:
+            if ch.isprintable() or ch in "\n\t" or ch in _KEEP_FORMAT:
+                out.append(ch)
+                continue
+            category = unicodedata.category(ch)
+            if category in ("Cc", "Zs"):
+                out.append(" ")
+            elif category in ("Zl", "Zp"):
+                out.append("\n")
+            # Cf (format), Cs (surrogates), Co (private use), Cn (unassigned): dropped
+        text = "".join(out)
+    return unicodedata.normalize("NFC", text).strip()
+
 
 def default_embedder(settings: Settings) -> Embedder:
-    """The embeddings server of RAG_EMBED_BASE_URL if set, else the bundled e5 in this process."""
+    """The embeddings server of RAG_EMBED_BASE_URL if set, else the bundled model of RAG_EMBEDDER in this process."""
     s = settings
     if s.embed_base_url:
         return OpenAIEmbedder(
@@ -57,6 +89,10 @@ def default_embedder(settings: Settings) -> Embedder:
             s.llm_timeout,
             s.llm_retries,
         )
+    if s.embedder == "use":
+        from rag.embeddings import USEEmbedder
+
+        return USEEmbedder(num_threads=s.embed_threads, batch_size=s.embed_batch)
     return E5Embedder(num_threads=s.embed_threads, batch_size=s.embed_batch)
 
 
@@ -175,6 +211,7 @@ class Assistant:
         """Yield Status and Token events as work progresses, then exactly one Answer."""
         started = time.perf_counter()
         question = self._validate(question)
+        history = self._clean_history(history)
         if not self.retriever.chunks:
             raise EmptyIndexError("Nothing is indexed yet. Add documents to the folder and run `python -m rag ingest`.")
         language = detect(question, default=self._history_language(history))
@@ -242,18 +279,33 @@ class Assistant:
         return [hit.chunk for hit in self.retriever.search(question, self.settings.top_k)]
 
     def _validate(self, question: str) -> str:
+        """The question, cleaned (see `clean_text`); QuestionError if it is not text, empty, wordless or too long."""
         if not isinstance(question, str):
-            raise QuestionError("The question must be text.")
-        cleaned = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in question).strip()
-        if not cleaned:
-            raise QuestionError("The question is empty. Type a question about your documents.")
+            raise QuestionError(f"The question must be text, not {type(question).__name__}.")
         limit = self.settings.max_question_chars
+        # a huge paste is refused on its raw length, before any work on it
+        cleaned = clean_text(question) if len(question) <= 4 * limit else question
         if len(cleaned) > limit:
             raise QuestionError(
                 f"The question is {len(cleaned)} characters long; the limit is {limit} (RAG_MAX_QUESTION_CHARS). "
                 "Shorten it."
             )
+        if not cleaned:
+            raise QuestionError("The question is empty. Type a question about your documents.")
+        if not any(ch.isalnum() for ch in cleaned):
+            raise QuestionError(
+                "The question has no words, only punctuation or symbols. Type a question about your documents."
+            )
         return cleaned
+
+    @staticmethod
+    def _clean_history(history: History | None) -> list[dict[str, Any]] | None:
+        """History turns with their content cleaned like a question (it reaches the rewrite prompt)."""
+        if not history:
+            return None
+        if isinstance(history, str | bytes) or not all(isinstance(turn, dict) for turn in history):
+            raise QuestionError('The history must be a list of {"role": ..., "content": ...} messages.')
+        return [{**turn, "content": clean_text(str(turn.get("content") or ""))} for turn in history]
 
     @staticmethod
     def _history_language(history: History | None) -> str:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import docx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pypdf import PdfWriter
 
 from rag import loaders
@@ -609,3 +613,315 @@ def test_iter_files_sorted_and_filtered(tmp_path):
     write(tmp_path, "a.md", "a")
     write(tmp_path, "c.exe", "c")
     assert [p.name for p in iter_files(tmp_path)] == ["a.md", "b.TXT"]
+
+
+# --- hostile files: behaviours added for the reliability work (the full folder is in test_hostile_inputs.py) --
+
+
+def test_decode_mixed_utf8_and_latin1_lines():
+    data = "Un café crème.\n".encode() + "Une tête de Noël.\n".encode("latin-1")
+    assert decode(data) == "Un café crème.\nUne tête de Noël.\n"
+
+
+def test_decode_stray_bytes_in_utf8_keep_the_utf8_characters():
+    data = "Première ligne.\n".encode() + "Déjà vu, très ".encode() + b"\xe9l\xe9gant.\n"
+    assert decode(data) == "Première ligne.\nDéjà vu, très élégant.\n"
+
+
+def test_decode_legacy_multibyte_text_is_not_taken_for_a_mix():
+    chinese = "这是一个用GBK编码的中文句子，里面有很多汉字和标点符号。今天天气很好，我们去公园散步吧。" * 5
+    assert decode(chinese.encode("gbk")) == chinese
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_decode_utf16_without_bom(codec):
+    assert decode("Un été à Noël, sans BOM.".encode(codec)) == "Un été à Noël, sans BOM."
+
+
+def test_regular_nul_pattern_in_binary_is_not_taken_for_utf16(tmp_path):
+    with pytest.raises(LoadError, match=r"looks like a binary file"):
+        load_file(write(tmp_path, "a.txt", b"\x00\xff\x00\xfe" * 100))
+
+
+def test_decode_utf32_with_bom():
+    assert decode("Un été.".encode("utf-32")) == "Un été."
+
+
+def test_zero_filled_tail_is_not_binary(tmp_path):
+    assert load_file(write(tmp_path, "a.txt", b"Real text." + bytes(10_000))).text == "Real text."
+
+
+def test_scattered_nul_bytes_are_binary(tmp_path):
+    with pytest.raises(LoadError, match=r"^a\.txt: looks like a binary file, not text \(it contains NUL bytes\)"):
+        load_file(write(tmp_path, "a.txt", b"Real\x00text\x00here."))
+
+
+def test_control_code_soup_without_nul_is_binary(tmp_path):
+    with pytest.raises(LoadError, match=r"looks like a binary file, not text \(\d+% control codes\)"):
+        load_file(write(tmp_path, "a.txt", bytes(range(1, 32)) * 20 + b"some text"))
+
+
+def test_long_run_without_spaces_is_dropped_and_prose_kept(tmp_path):
+    blob = "QUJD" * 1000  # 4000 characters of base64
+    doc = load_file(write(tmp_path, "a.md", f"# Title\n\nThe prose stays.\n\n![x](data:image/png;base64,{blob})\n"))
+    assert "The prose stays." in doc.text and "QUJD" not in doc.text
+
+
+def test_run_at_the_limit_is_kept(tmp_path):
+    word = "x" * loaders.MAX_RUN_CHARS
+    assert load_file(write(tmp_path, "a.txt", f"Before {word} after.")).text == f"Before {word} after."
+
+
+def test_file_of_only_a_long_run_says_why_it_is_empty(tmp_path):
+    with pytest.raises(LoadError, match=r"^a\.txt: no text found \(0\.\d MB of data without spaces"):
+        load_file(write(tmp_path, "a.txt", "A" * 100_000))
+
+
+def test_long_runs_of_non_ascii_letters_are_kept(tmp_path):
+    chinese = "这是一个没有空格的很长的中文句子。" * 200  # CJK has no spaces: not a blob
+    assert load_file(write(tmp_path, "zh.txt", chinese)).text == chinese
+
+
+def test_lone_surrogates_from_a_parser_become_replacement_characters(tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders, "_pdf", lambda data, name: ("Ti\ud800tle", "Text \udfff with \ud83d\ude00 pair."))
+    doc = load_file(write(tmp_path, "a.pdf", b"%PDF"))
+    assert (doc.title, doc.text) == ("Ti\ufffdtle", "Text \ufffd with 😀 pair.")
+
+
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.txt")  # opening it for reading would wait for a writer forever
+    with pytest.raises(LoadError, match=r"^pipe\.txt: not a regular file"):
+        load_file(tmp_path / "pipe.txt")
+
+
+def test_symlink_inside_the_folder_is_followed(tmp_path):
+    write(tmp_path, "real.txt", "Real text.")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    assert load_file(tmp_path / "link.txt", tmp_path).text == "Real text."
+
+
+def test_symlink_outside_the_folder_is_refused(tmp_path):
+    secret = write(tmp_path, "elsewhere/secret.txt", "Secret.")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "link.txt").symlink_to(secret)
+    with pytest.raises(LoadError, match=r"^link\.txt: symbolic link to a file outside the folder"):
+        load_file(tmp_path / "docs" / "link.txt", tmp_path / "docs")
+
+
+def test_check_file_refuses_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders, "MAX_FILE_BYTES", 10)
+    write(tmp_path, "docs/big.txt", "x" * 11)
+    write(tmp_path, "docs/ok.txt", "x" * 10)
+    write(tmp_path, "secret.txt", "Secret.")
+    (tmp_path / "docs" / "out.txt").symlink_to(tmp_path / "secret.txt")
+    os.mkfifo(tmp_path / "docs" / "pipe.md")
+    docs = tmp_path / "docs"
+    loaders.check_file(docs / "ok.txt", docs)
+    for name, reason in [("big.txt", "over the 0 MB limit"), ("out.txt", "outside the folder"), ("pipe.md", "regular")]:
+        with pytest.raises(LoadError, match=rf"^{name}: .*{reason}"):
+            loaders.check_file(docs / name, docs)
+
+
+def test_iter_files_refuses_special_entries_with_a_warning(tmp_path, caplog):
+    write(tmp_path, "ok.txt", "Fine.")
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "loop").symlink_to(".", target_is_directory=True)
+    with open(os.path.join(os.fsencode(tmp_path), b"bad-\xe9.txt"), "wb") as fh:
+        fh.write(b"text")
+    skipped: dict[str, str] = {}
+    with caplog.at_level(logging.WARNING, logger="rag.loaders"):
+        assert [p.name for p in iter_files(tmp_path, skipped)] == ["ok.txt"]
+    assert skipped == {
+        "loop": "loop: symbolic link to a folder; not followed",
+        "bad-\\udce9.txt": "bad-\\udce9.txt: file name is not valid UTF-8; rename the file",
+        "pipe.txt": "pipe.txt: not a regular file (a named pipe, socket or device); not read",
+    }
+    assert len(caplog.records) == 3
+
+
+def test_load_folder_lists_refused_entries(tmp_path):
+    write(tmp_path, "ok.txt", "Fine.")
+    os.mkfifo(tmp_path / "pipe.txt")
+    docs, skipped = load_folder(tmp_path)
+    assert [d.path for d in docs] == ["ok.txt"] and list(skipped) == ["pipe.txt"]
+
+
+def test_display_name_escapes_what_a_terminal_would_interpret():
+    assert loaders.display_name("plain name é.txt") == "plain name é.txt"
+    assert loaders.display_name("new\nline\x1b[31m\u202e.txt") == "new\\nline\\x1b[31m\\u202e.txt"
+
+
+def test_html_inline_tags_do_not_break_lines():
+    _, text = loaders.html_text("<p>Hello <b>bold</b> and <a href='x'>linked</a> world.</p><p>Next.</p>")
+    assert text.strip() == "Hello bold and linked world.\n\nNext."
+
+
+def test_html_pre_keeps_its_whitespace_and_entities_are_decoded():
+    _, text = loaders.html_text("<pre>a   b\n  c</pre><p>x &amp; y &lt;z&gt; &eacute;</p>")
+    assert "a   b\n  c" in text and "x & y <z> é" in text
+
+
+def test_html_missing_head_end_is_closed_by_body():
+    title, text = loaders.html_text("<html><head><title>T</title><body><p>Shown.</p></body></html>")
+    assert (title, text.strip()) == ("T", "Shown.")
+
+
+def test_html_unterminated_markup_drops_only_the_rest():
+    assert loaders.html_text("<p>Kept.</p><a href='x")[1].strip() == "Kept."
+    assert loaders.html_text("<p>Kept.</p><!-- never closed <p>lost</p>")[1].strip() == "Kept."
+    assert loaders.html_text("<p>Kept.</p><script>var x = '</p>lost")[1].strip() == "Kept."
+
+
+def test_html_is_linear_on_pathological_markup():
+    import time
+
+    started = time.perf_counter()
+    for soup in ("<a " * 200_000, "<!--" * 200_000, "<div>" * 200_000, "</script" * 200_000, "<p<" * 200_000):
+        loaders.html_text(soup)
+    assert time.perf_counter() - started < 20  # the stdlib parser took over 30 s on 20 000 "<a "
+
+
+def _two_page_pdf(first_page_content: bytes) -> bytes:
+    """Two pages, the first with the given (raw) content stream object, the second fine."""
+    good = b"BT /F1 12 Tf 72 720 Td (The second page is fine.) Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 7 0 R >> >> "
+        b"/Contents 5 0 R >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 7 0 R >> >> "
+        b"/Contents 6 0 R >>",
+        first_page_content,
+        b"<< /Length %d >>\nstream\n" % len(good) + good + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_pdf_bomb_page_is_left_out_and_the_others_kept(tmp_path, caplog):
+    packed = zlib.compress(b" " * (loaders.PDF_LIMITS["zlib_maximum_output_length"] + 1000), 9)
+    bomb = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(packed) + packed + b"\nendstream"
+    with caplog.at_level(logging.WARNING, logger="rag.loaders"):
+        doc = load_file(write(tmp_path, "two.pdf", _two_page_pdf(bomb)))
+    assert doc.text == "The second page is fine."
+    assert "two.pdf: 1 of 2 PDF pages could not be read" in caplog.text
+
+
+def test_pdf_time_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders, "MAX_PDF_SECONDS", -1.0)
+    with pytest.raises(LoadError, match=r"^a\.pdf: reading the PDF took over .* \(abandoned at page 1 of 1\)"):
+        load_file(write(tmp_path, "a.pdf", pdf_bytes(["Some text."])))
+
+
+def test_docx_xml_size_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders, "MAX_DOCX_XML_BYTES", 1000)
+    with pytest.raises(LoadError, match=r"^memo\.docx: \.docx holds .* of XML, over the"):
+        load_file(write(tmp_path, "memo.docx", docx_bytes(["Body."])))
+
+
+# --- properties: whatever the bytes, only LoadError escapes -----------------------------------------
+
+
+def _check_loaded(path: Path) -> None:
+    try:
+        doc = load_file(path)
+    except LoadError as exc:
+        assert str(exc).startswith(path.name + ": ")
+        return
+    assert doc.text.strip()
+    doc.text.encode("utf-8")  # no lone surrogates: hashing, storing and JSON all need this
+    doc.title.encode("utf-8")
+
+
+_MAGIC = st.sampled_from(
+    [b"", b"%PDF-1.4\n", b"PK\x03\x04", b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf", b"<html><body>", b"\x00\x00\xfe\xff"]
+)
+_FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_FUZZ
+@given(data=st.binary(max_size=3000), magic=_MAGIC, suffix=st.sampled_from(loaders.SUPPORTED_SUFFIXES))
+def test_property_arbitrary_bytes_raise_only_load_error(tmp_path, data, magic, suffix):
+    _check_loaded(write(tmp_path, "fuzz" + suffix, magic + data))
+
+
+_VALID = {
+    ".pdf": pdf_bytes(["Fuzzed text on a page.", "A second line."], title="Fuzz"),
+    ".docx": docx_bytes(["Fuzzed paragraph.", "Another one."], title="Fuzz"),
+    ".html": b"<html><head><title>T</title></head><body><p>Fuzzed <b>text</b>.</p><!-- c --></body></html>",
+    ".txt": "Un été à Noël.\nLigne deux.".encode("utf-16"),
+    ".md": "# Titre\n\nDéjà vu.\n".encode("cp1252"),
+}
+
+
+@_FUZZ
+@given(
+    suffix=st.sampled_from(sorted(_VALID)),
+    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.floats(0, 1)),
+)
+def test_property_damaged_valid_files_raise_only_load_error(tmp_path, suffix, edits, cut):
+    data = bytearray(_VALID[suffix])
+    for where, value in edits:
+        data[min(int(where * len(data)), len(data) - 1)] = value
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    _check_loaded(write(tmp_path, "fuzz" + suffix, bytes(data)))
+
+
+@_FUZZ
+@given(
+    members=st.lists(
+        st.tuples(
+            st.sampled_from(["[Content_Types].xml", "_rels/.rels", "word/document.xml", "docProps/core.xml", "x"]),
+            st.binary(max_size=300) | st.text(alphabet="<>/=\"' &;!?wpbodyxml:", max_size=300).map(str.encode),
+        ),
+        max_size=5,
+    )
+)
+def test_property_zip_with_arbitrary_members_raises_only_load_error(tmp_path, members):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, content in dict(members).items():
+            zf.writestr(name, content)
+    _check_loaded(write(tmp_path, "fuzz.docx", buf.getvalue()))
+
+
+_MARKUP = st.lists(st.sampled_from([*"<>/!-?&;#x'\"= \n", "p", "b", "div", "script", "head", "pre"])).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(html=_MARKUP | st.text(max_size=300))
+def test_property_html_text_is_clean(html):
+    title, text = loaders.html_text(html)
+    assert "\x00" not in text and "\n\n\n" not in text and "\n" not in title
+
+
+@settings(max_examples=100, deadline=None)
+@given(words=st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=8), min_size=1, max_size=10))
+def test_property_html_keeps_all_text_of_well_formed_markup(words):
+    html = "".join(f"<div><p class='c'>{w} <b>{w}</b></p></div>" for w in words)
+    _, text = loaders.html_text(html)
+    assert text.split() == [w for w in words for _ in (0, 1)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=300).filter(lambda t: "\x00" not in t and not t.startswith("\ufeff")))
+def test_property_decode_round_trips_utf8_and_utf16(text):
+    assert decode(text.encode("utf-8")) == text
+    assert decode(text.encode("utf-16")) == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=2000))
+def test_property_decode_never_raises_and_gives_valid_unicode(data):
+    decode(data).encode("utf-8")
