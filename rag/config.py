@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     ui_host: str = Field("127.0.0.1", description="Address the chat UI binds.")
     ui_port: int = Field(7860, description="Port of the chat UI.")
     ui_auth: str = Field("", description="user:password to require a login in the UI.")
+    ui_queue_size: int = Field(
+        32, ge=1, description="UI requests that may wait for the assistant; more are refused with 'Queue is full'."
+    )
 
     # OpenAI-compatible API (python -m rag serve)
     api_host: str = Field("127.0.0.1", description="Address `python -m rag serve` binds (loopback by default).")

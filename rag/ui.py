@@ -23,6 +23,15 @@ Documents are read only through `read_document`, which refuses absolute paths an
 before asking the assistant, which itself serves only indexed documents. Uploads are
 checked (suffix, size, content type) and saved under `settings.data_dir/uploads`, a folder
 the assistant then syncs like any other. Feedback goes to `settings.data_dir/feedback.jsonl`.
+
+Programmatic chat: one public endpoint, `/ask` (`make_ask_handler`), for `gradio_client`:
+`Client(url).predict("question", [history], api_name="/ask")` -> `(answer text, {"sources",
+"abstained", "unsupported"})`. The page's own events stay private. Every event that uses the
+assistant (chat, /ask, upload, removal) shares one concurrency group, `"assistant"`, limited
+to 1 (there is one LLM), behind one queue of at most `QUEUE_SIZE` waiting events; past that a
+request is refused at once with "Queue is full" (HTTP 503, `gradio_client` raises
+`QueueError`). `launch` turns off the queue-skipping REST routes (`api_open=False`), so no
+client can reach the LLM around the queue.
 """
 
 from __future__ import annotations
@@ -64,6 +73,8 @@ NO_ANSWER_ERROR = "The assistant stopped without an answer. Please try again."
 
 UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".pdf", ".docx")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+QUEUE_SIZE = 32  # events that may wait for the assistant; more are refused ("Queue is full")
+ASK_API_NAME = "ask"  # gradio_client: client.predict(question, history, api_name="/ask")
 CONTEXT_CHARS = 300  # document text shown on each side of a cited passage
 FULL_DOCUMENT_CHARS = 100_000  # longer documents are not embedded whole in the evidence panel
 
@@ -466,6 +477,86 @@ def make_chat_handler(assistant: Any, model: str = "") -> ChatHandler:
     return respond
 
 
+# --- programmatic chat: the public /ask endpoint -----------------------------------------
+
+AskResult = tuple[str, dict[str, Any]]
+AskHandler = Callable[..., AskResult]
+HISTORY_ERROR = 'history must be a list of {"role": "user" or "assistant", "content": text} messages.'
+
+
+def api_history(history: Any) -> History:
+    """The `history` argument of /ask, checked: None or a list of user/assistant text messages."""
+    if history is None:
+        return []
+    if not isinstance(history, list):
+        raise RagError(HISTORY_ERROR)
+    turns: History = []
+    for turn in history:
+        if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
+            raise RagError(HISTORY_ERROR)
+        if not isinstance(turn.get("content"), str):
+            raise RagError(HISTORY_ERROR)
+        turns.append({"role": str(turn["role"]), "content": turn["content"]})
+    return turns
+
+
+def api_source(citation: Citation) -> dict[str, Any]:
+    """A cited passage for /ask: number, text, doc_path, title, date, start, end, chunk_id, supported.
+
+    Flat, with `doc_path` rather than the server's `document.path`: Gradio (server and client)
+    takes any {"path": str} dict for a file to serve or download.
+    """
+    return {
+        "number": citation.number,
+        "text": citation.text,
+        "doc_path": citation.doc_path,
+        "title": citation.title,
+        "date": citation.date,
+        "start": citation.start,
+        "end": citation.end,
+        "chunk_id": citation.chunk_id,
+        "supported": citation.supported,
+    }
+
+
+def make_ask_handler(assistant: Any) -> AskHandler:
+    """The /ask endpoint: (question, history) -> (checked answer text, {sources, abstained, unsupported}).
+
+    Not streamed: the reply is the final, checked answer. `sources` are `api_source` dicts.
+    The text is plain text, not escaped: whoever displays it must escape it. Errors reach the client as
+    `gradio_client` `AppError`s with a readable message (a `RagError`'s own, or a generic one).
+    """
+
+    def ask(question: str, history: list[dict[str, str]] | None = None) -> AskResult:
+        """Answer a question from the indexed documents; `history` is the conversation so far."""
+        try:
+            if not isinstance(question, str) or not question.strip():
+                raise RagError("The question is empty. Type a question about your documents.")
+            answer: Answer | None = None
+            for event in assistant.stream(question, history=api_history(history)):
+                if isinstance(event, Answer):
+                    answer = event
+        except RagError as error:
+            logger.warning("/ask failed: %s", error)
+            raise gr.Error(str(error) or GENERIC_ERROR, print_exception=False) from None
+        except Exception:
+            logger.exception("unexpected error while answering %r through /ask", question)
+            raise gr.Error(GENERIC_ERROR, print_exception=False) from None
+        if answer is None:
+            logger.error("assistant.stream ended without an Answer for %r", question)
+            raise gr.Error(NO_ANSWER_ERROR, print_exception=False)
+        details = {
+            "sources": [api_source(c) for c in answer.citations],
+            "abstained": answer.abstained,
+            "unsupported": list(answer.unsupported),
+        }
+        return answer.text, details
+
+    # gr.api reads the endpoint's schema from these; this module's annotations are strings
+    ask.__annotations__ = {"question": str, "history": list[dict[str, str]] | None, "return": AskResult}
+    return ask
+
+
 # --- feedback ------------------------------------------------------------------------------
 
 _feedback_lock = threading.Lock()
@@ -779,6 +870,16 @@ def create_app(assistant: Any) -> gr.Blocks:
 
         viewer_choice.change(view, [viewer_choice], [viewer], **quiet)
         app.load(lambda: refreshed(""), None, doc_outputs, **quiet)
+
+        # -- programmatic chat: the one public endpoint, in the same queue and group as the chat --
+        gr.api(
+            make_ask_handler(assistant),
+            api_name=ASK_API_NAME,
+            api_description="Answer a question from the indexed documents. Arguments: question (text), "
+            'history (list of {"role": "user"|"assistant", "content": text}, or null). Returns the checked '
+            "answer text (plain text) and {sources, abstained, unsupported}.",
+            **serial,
+        )
     return app
 
 
@@ -805,6 +906,15 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def launch(app: gr.Blocks, settings: Settings, **overrides: Any) -> Any:
+def launch(app: gr.Blocks, settings: Settings, queue_size: int | None = None, **overrides: Any) -> Any:
+    """Serve `app` behind a bounded queue: `queue_size` waiting events at most (default: the
+    `ui_queue_size` setting if there is one, else `QUEUE_SIZE`); the excess is refused at once.
+
+    `api_open=False`: queued events (chat, /ask, upload, removal) cannot be called through the
+    REST routes that skip the queue, so the concurrency limit of 1 holds for every client.
+    """
+    size = queue_size if queue_size is not None else int(getattr(settings, "ui_queue_size", QUEUE_SIZE))
+    if size < 1:
+        raise ValueError(f"queue_size must be at least 1, not {size}")
     options = {**launch_options(settings), **overrides}
-    return app.queue(default_concurrency_limit=1, max_size=32).launch(**options)
+    return app.queue(default_concurrency_limit=1, max_size=size, api_open=False).launch(**options)

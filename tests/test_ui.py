@@ -274,7 +274,9 @@ def test_launch_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(app, "queue", queue)
     ui.launch(app, Settings(ui_host="127.0.0.1", ui_port=7999, ui_auth="me:pa:ss"))
-    assert calls["queue"] == {"default_concurrency_limit": 1, "max_size": 32}
+    # bounded, and no REST route around it (api_open=False)
+    assert calls["queue"] == {"default_concurrency_limit": 1, "max_size": ui.QUEUE_SIZE, "api_open": False}
+    assert ui.QUEUE_SIZE == 32
     kw = calls["launch"]
     assert (kw["server_name"], kw["server_port"], kw["share"]) == ("127.0.0.1", 7999, False)
     assert kw["auth"] == ("me", "pa:ss")
@@ -283,6 +285,83 @@ def test_launch_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
     ui.launch(app, Settings(ui_auth=""))
     assert calls["launch"]["auth"] is None
+
+    ui.launch(app, Settings(), queue_size=3)
+    assert calls["queue"]["max_size"] == 3
+
+    class WithQueueSize(Settings):  # a `ui_queue_size` setting, once config has one, is used
+        ui_queue_size: int = 7
+
+    ui.launch(app, WithQueueSize())
+    assert calls["queue"]["max_size"] == 7
+    with pytest.raises(ValueError, match="at least 1"):
+        ui.launch(app, Settings(), queue_size=0)
+
+
+# --- the public /ask endpoint ------------------------------------------------------
+
+
+def test_ask_is_the_only_public_endpoint_and_shares_the_assistant_queue() -> None:
+    app = ui.create_app(FakeAssistant())
+    public = [f for f in app.fns.values() if f.api_visibility == "public"]
+    assert [f.api_name for f in public] == [ui.ASK_API_NAME]
+    assert {f.api_visibility for f in app.fns.values() if f.api_name == "chat"} == {"private"}
+    # every event that uses the assistant is queued in one group limited to 1: the chat, /ask, upload, removal
+    serial = sorted(str(f.api_name) for f in app.fns.values() if f.concurrency_id == "assistant")
+    assert serial == ["add", "ask", "chat", "drop"]
+    assert all(f.queue and f.concurrency_limit == 1 for f in app.fns.values() if f.concurrency_id == "assistant")
+    info = app.get_api_info()
+    assert info is not None
+    params = info["named_endpoints"]["/ask"]["parameters"]
+    assert [p["parameter_name"] for p in params] == ["question", "history"]
+    assert params[1]["parameter_has_default"] is True
+
+
+def test_ask_handler_returns_checked_text_and_sources() -> None:
+    fake = FakeAssistant(final=answer(unsupported=["Parler moved to Mars [1]."]))
+    ask = ui.make_ask_handler(fake)
+    history = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello [1]."}]
+    text, details = ask("Why did Parler drop its suit?", history)
+    assert text == fake.final.text  # plain text: the checked answer, not the streamed tokens
+    assert fake.calls == [("Why did Parler drop its suit?", history)]
+    assert details["abstained"] is False and details["unsupported"] == ["Parler moved to Mars [1]."]
+    [source] = details["sources"]
+    assert source["number"] == 1 and source["doc_path"] == "parler.txt" and source["date"] == "2021-03"
+    assert source["text"] == "Parler dropped its lawsuit against Amazon." and source["supported"] is True
+    # Gradio takes any {"path": str} dict for a file to serve or download: none may be returned
+    assert "'path'" not in repr(details)
+    assert ask("Why?")[0] == fake.final.text and fake.calls[-1] == ("Why?", [])
+
+
+@pytest.mark.parametrize(
+    "history",
+    ["not a list", [{"role": "system", "content": "x"}], [{"role": "user", "content": 3}], ["user: hi"]],
+)
+def test_ask_handler_refuses_malformed_history(history: Any) -> None:
+    fake = FakeAssistant()
+    with pytest.raises(gr.Error, match="history must be a list"):
+        ui.make_ask_handler(fake)("Why?", history)
+    assert fake.calls == []
+
+
+def test_ask_handler_errors_are_readable_and_hide_internals(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(gr.Error, match="The question is empty"):
+        ui.make_ask_handler(FakeAssistant())("   ")
+    with pytest.raises(gr.Error, match="The LLM server is not responding"):
+        ui.make_ask_handler(FakeAssistant(error=LLMError("The LLM server is not responding.")))("Why?")
+    with pytest.raises(gr.Error) as hidden:
+        ui.make_ask_handler(FakeAssistant(error=ValueError("secret internal detail")))("Why?")
+    assert hidden.value.message == ui.GENERIC_ERROR
+    assert "secret internal detail" in caplog.text  # logged for the operator
+
+    class NoAnswer(FakeAssistant):
+        def stream(
+            self, question: str, history: list[dict[str, str]] | None = None
+        ) -> Iterator[Token | Status | Answer]:
+            yield Token("half an answer")
+
+    with pytest.raises(gr.Error, match="stopped without an answer"):
+        ui.make_ask_handler(NoAnswer())("Why?")
 
 
 # --- evidence panel ----------------------------------------------------------------
