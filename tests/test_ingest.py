@@ -12,7 +12,7 @@ from rag.chunking import chunk_document
 from rag.errors import IndexLockedError, RagError
 from rag.ingest import file_sha256, source_key, sync_folder
 from rag.loaders import load_file
-from rag.store import ChunkStore, WriteLock
+from rag.store import PARTIAL, ChunkStore, WriteLock
 
 TOKENS = 12  # small budget: each test sentence below becomes its own chunk
 
@@ -79,8 +79,8 @@ def test_resync_of_unchanged_folder_embeds_and_writes_nothing(docs, chunk_store,
     before = snapshot(chunk_store)
     counting_embedder.embedded.clear()
     writes: list[str] = []
-    monkeypatch.setattr(chunk_store, "upsert", lambda *a, **k: writes.append("upsert"))
-    monkeypatch.setattr(chunk_store, "delete_document", lambda *a, **k: writes.append("delete"))
+    for name in ("write", "upsert", "delete_document"):
+        monkeypatch.setattr(chunk_store, name, lambda *a, name=name, **k: writes.append(name))
 
     report = sync(docs, chunk_store, counting_embedder)
 
@@ -269,6 +269,25 @@ def test_reingest_of_edited_doc_embeds_only_changed_texts(docs, chunk_store, cou
     assert texts_of(chunk_store, "cats.txt") == [*old[:2], new_sentence, *old[2:]]
 
 
+def test_reingest_after_an_append_upserts_only_the_new_chunk(docs, chunk_store, hash_embedder, monkeypatch):
+    sync(docs, chunk_store, hash_embedder)
+    upserted: list[str] = []
+    real_upsert = chunk_store.collection.upsert
+
+    def spy(**kwargs):  # type: ignore[no-untyped-def]
+        upserted.extend(kwargs["ids"])
+        return real_upsert(**kwargs)
+
+    monkeypatch.setattr(chunk_store.collection, "upsert", spy)
+    (docs / "cats.txt").write_text(sentences("cats", 4) + " One more sentence.", encoding="utf-8")
+
+    sync(docs, chunk_store, hash_embedder)
+
+    want = expected_chunks(docs, "cats.txt")
+    assert upserted == [want[-1].id]  # the 4 unchanged texts only had their version relabelled
+    assert [c for c in chunk_store.chunks() if c.doc_path == "cats.txt"] == want
+
+
 def test_reused_vectors_equal_fresh_ones(docs, chunk_store, hash_embedder):
     sync(docs, chunk_store, hash_embedder)
     (docs / "cats.txt").write_text(sentences("cats", 4) + " One more line.", encoding="utf-8")
@@ -320,6 +339,55 @@ def test_crash_between_upsert_and_delete_is_repaired(tmp_path, docs, chunk_store
     sync(docs, clean, hash_embedder)
     assert snapshot(chunk_store) == snapshot(clean)
     assert chunk_store.count() == clean.count()
+
+
+def test_crash_between_two_write_batches_of_a_document_is_repaired(
+    docs, chunk_store, hash_embedder, make_chunk_store, monkeypatch
+):
+    real_upsert = chunk_store._upsert
+
+    def die_after_two_chunks(chunks, embeddings, metas, batch):  # type: ignore[no-untyped-def]
+        real_upsert(chunks[:2], embeddings[:2], metas[:2], batch)
+        raise RuntimeError("killed between two batches")
+
+    monkeypatch.setattr(chunk_store, "_upsert", die_after_two_chunks)
+    with pytest.raises(RuntimeError):
+        sync(docs, chunk_store, hash_embedder)
+    monkeypatch.undo()
+
+    # cats.txt, 4 chunks, has 2 written with its current sha256: it must not look current
+    assert chunk_store.manifest(source_key(docs)) == {"cats.txt": {PARTIAL + file_sha256(docs / "cats.txt")}}
+    report = sync(docs, chunk_store, hash_embedder)
+    assert report.updated == ["cats.txt"]
+    assert sorted(report.added) == ["sub/bread.txt", "volcano.md"]
+    clean = make_chunk_store(collection="clean")
+    sync(docs, clean, hash_embedder)
+    assert snapshot(chunk_store) == snapshot(clean)
+
+
+def test_sync_after_a_killed_writer_redoes_documents_with_unsearchable_chunks(
+    docs, chunk_store, hash_embedder, make_chunk_store, monkeypatch
+):
+    sync(docs, chunk_store, hash_embedder)
+    lost = expected_chunks(docs, "cats.txt")[2].id
+    real_query = chunk_store.collection.query
+
+    def without_lost(**kwargs):  # type: ignore[no-untyped-def]
+        result = real_query(**kwargs)
+        if lost in result["ids"][0]:
+            result["ids"][0].remove(lost)  # as if the killed writer's HNSW save lost it
+        return result
+
+    monkeypatch.setattr(chunk_store.collection, "query", without_lost)
+    assert sync(docs, chunk_store, hash_embedder).unchanged == 3  # no crash recorded: not checked
+
+    (chunk_store.path / ".write.lock").write_text("4242")  # a writer killed while holding the lock
+    report = sync(docs, chunk_store, hash_embedder)
+
+    assert report.updated == ["cats.txt"]
+    clean = make_chunk_store(collection="clean")
+    sync(docs, clean, hash_embedder)
+    assert snapshot(chunk_store) == snapshot(clean)
 
 
 def test_sync_refuses_while_another_writer_holds_the_lock(docs, chunk_store, hash_embedder):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from rag.errors import IndexLockedError, StoreError
-from rag.store import ChunkStore, WriteLock, text_sha
+from rag.store import PARTIAL, ChunkStore, WriteLock, chunk_metadata, text_sha
 from rag.types import Chunk
 
 SRC_A = "/docs/a"
@@ -73,6 +74,12 @@ def test_invalid_collection_name_raises_store_error(tmp_path):
         ChunkStore(collection="t", path=tmp_path / "index", embedder_name="x")
 
 
+def test_new_collection_persists_its_vector_index_every_100_records(chunk_store):
+    # Chroma keeps every written record (vector included) in its sqlite log until the next
+    # HNSW save: every 1000 records by default, which lets a small index double in size
+    assert chunk_store.collection.configuration_json["hnsw"]["sync_threshold"] == 100
+
+
 def test_store_in_its_own_folder_persists_across_clients(tmp_path, hash_embedder):
     store = ChunkStore(collection="test", path=tmp_path / "index", embedder_name=hash_embedder.name)
     put(store, hash_embedder, [make_chunk("a.txt", 0, "some text here")])
@@ -128,6 +135,22 @@ def test_manifest_is_per_source(chunk_store, hash_embedder):
 def test_manifest_shows_two_versions_of_a_half_replaced_document(chunk_store, hash_embedder):
     put(chunk_store, hash_embedder, [make_chunk("a.txt", 0, "new", sha="v2"), make_chunk("a.txt", 1, "old", sha="v1")])
     assert chunk_store.manifest(SRC_A) == {"a.txt": {"v1", "v2"}}
+
+
+def test_manifest_marks_a_version_missing_chunks_as_partial(chunk_store, hash_embedder):
+    # a crash between two write batches: 2 of the version's 3 chunks were written
+    chunks = [make_chunk("a.txt", i, f"text number {i}", sha="v2") for i in range(3)]
+    put(chunk_store, hash_embedder, chunks)
+    chunk_store.collection.delete(ids=[chunks[2].id])
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {PARTIAL + "v2"}}
+
+
+def test_manifest_of_chunks_without_a_recorded_count_trusts_them(chunk_store, hash_embedder):
+    chunk = make_chunk("a.txt", 0, "written by an older version")
+    meta = {k: v for k, v in chunk_metadata(chunk).items() if k != "doc_chunks"}
+    vector = hash_embedder.embed_passages([chunk.text])
+    chunk_store.collection.upsert(ids=[chunk.id], documents=[chunk.text], metadatas=[meta], embeddings=vector.tolist())
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {"v1"}}
 
 
 def test_query_returns_most_similar_first_with_cosine_in_range(chunk_store, hash_embedder):
@@ -190,6 +213,55 @@ def test_upsert_in_small_batches(chunk_store, hash_embedder):
     assert [c.text for c in chunk_store.chunks()] == [c.text for c in chunks]
 
 
+def test_upsert_records_each_version_chunk_count(chunk_store, hash_embedder):
+    put(
+        chunk_store,
+        hash_embedder,
+        [make_chunk("a.txt", i, f"alpha {i}") for i in range(3)] + [make_chunk("b.txt", 0, "b")],
+    )
+    counts = {m["doc_path"]: m["doc_chunks"] for m in chunk_store.collection.get(include=["metadatas"])["metadatas"]}
+    assert counts == {"a.txt": 3, "b.txt": 1}
+
+
+def test_write_upserts_new_chunks_with_the_vectors_asked_for(chunk_store, hash_embedder):
+    chunks = [make_chunk("a.txt", i, f"text number {i}") for i in range(3)]
+    asked: list[list[str]] = []
+
+    def vectors(todo):  # type: ignore[no-untyped-def]
+        asked.append([c.id for c in todo])
+        return hash_embedder.embed_passages([c.text for c in todo])
+
+    assert chunk_store.write(chunks, vectors) == chunks
+    assert asked == [[c.id for c in chunks]]
+    assert chunk_store.chunks() == chunks
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {"v1"}}
+
+
+def test_write_of_stored_chunks_writes_nothing(chunk_store, hash_embedder, monkeypatch):
+    chunks = [make_chunk("a.txt", i, f"text number {i}") for i in range(3)]
+    put(chunk_store, hash_embedder, chunks)
+    for name in ("upsert", "update", "add"):
+        monkeypatch.setattr(chunk_store.collection, name, lambda *a, **k: pytest.fail("wrote"))
+    assert chunk_store.write(chunks, lambda todo: pytest.fail("asked for vectors")) == []
+
+
+def test_write_of_a_new_version_relabels_unchanged_texts_and_upserts_changed_ones(chunk_store, hash_embedder):
+    put(chunk_store, hash_embedder, [make_chunk("a.txt", i, f"text number {i}") for i in range(3)])
+    new = [make_chunk("a.txt", 0, "text number 0", sha="v2"), make_chunk("a.txt", 1, "changed text", sha="v2")]
+    new[0] = replace(new[0], start=7, end=20)  # same text, shifted span
+
+    upserted = chunk_store.write(new, lambda todo: hash_embedder.embed_passages([c.text for c in todo]))
+
+    assert upserted == [new[1]]  # the unchanged text only had its metadata updated
+    stored = {c.id: c for c in chunk_store.chunks()}
+    assert stored[new[0].id] == new[0]
+    assert stored[new[1].id] == new[1]
+    # the old version's third chunk is left for delete_document: two versions until then
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {"v2", PARTIAL + "v1"}}
+    chunk_store.delete_document(SRC_A, "a.txt", keep_sha256="v2")
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {"v2"}}
+
+
 def test_delete_document_removes_only_that_document_of_that_source(chunk_store, hash_embedder):
     put(
         chunk_store,
@@ -220,6 +292,27 @@ def test_delete_document_keep_sha_removes_only_other_versions(chunk_store, hash_
     assert chunk_store.manifest(SRC_A) == {"a.txt": {"v2"}}
 
 
+def test_drop_unsearchable_deletes_what_an_exhaustive_search_leaves_out(chunk_store, hash_embedder, monkeypatch):
+    chunks = [make_chunk("a.txt", i, f"text number {i}") for i in range(3)]
+    put(chunk_store, hash_embedder, chunks)
+    probe = hash_embedder.embed_query("text")
+    assert chunk_store.drop_unsearchable(probe) == []  # a healthy index: nothing dropped
+    assert chunk_store.count() == 3
+
+    real_query = chunk_store.collection.query
+
+    def lost_one(**kwargs):  # type: ignore[no-untyped-def]
+        assert kwargs["n_results"] == 3  # exhaustive
+        result = real_query(**kwargs)
+        result["ids"][0].remove(chunks[1].id)  # as if the HNSW files lost it
+        return result
+
+    monkeypatch.setattr(chunk_store.collection, "query", lost_one)
+    assert chunk_store.drop_unsearchable(probe) == [chunks[1].id]
+    assert [c.id for c in chunk_store.chunks()] == [chunks[0].id, chunks[2].id]
+    assert chunk_store.manifest(SRC_A) == {"a.txt": {PARTIAL + "v1"}}  # so the next sync redoes a.txt
+
+
 def test_delete_of_an_unknown_document_is_a_no_op(chunk_store, hash_embedder):
     put(chunk_store, hash_embedder, [make_chunk("a.txt", 0, "alpha")])
     chunk_store.delete_document(SRC_A, "nope.txt")
@@ -245,6 +338,22 @@ def test_write_lock_is_reusable_after_release(tmp_path):
 def test_write_lock_error_is_a_store_error(tmp_path):
     with WriteLock(tmp_path), pytest.raises(StoreError, match=str(tmp_path)):
         WriteLock(tmp_path).__enter__()
+
+
+def test_write_lock_file_names_the_writer_only_while_it_writes(tmp_path):
+    with WriteLock(tmp_path) as lock:
+        assert lock.path.read_text() == str(os.getpid())
+        assert lock.interrupted == ""
+    assert lock.path.read_text() == ""
+
+
+def test_write_lock_reports_a_writer_that_died_holding_it(tmp_path):
+    (tmp_path / ".write.lock").write_text("4242")  # what a SIGKILLed writer leaves: its pid, no flock
+    with WriteLock(tmp_path) as lock:
+        assert lock.interrupted == "4242"
+        assert lock.path.read_text() == str(os.getpid())
+    with WriteLock(tmp_path) as lock:
+        assert lock.interrupted == ""
 
 
 def test_write_locks_on_different_folders_do_not_conflict(tmp_path):
