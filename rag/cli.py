@@ -5,7 +5,7 @@ python -m rag ask "QUESTION" [--json]  answer once, with the cited passages
 python -m rag chat                   a terminal chat loop (follow-ups use the history)
 python -m rag ui                     the browser chat (same as app.py)
 python -m rag serve [--host H] [--port P] [--api-key K]   OpenAI-compatible API (see rag/api.py)
-python -m rag eval [--set F | --squad F] [--pipeline ours|baseline|both]   score against a question set
+python -m rag eval [--set F [--docs D] | --squad F] [--pipeline ours|baseline|both]   score against a question set
 python -m rag bench [--runs N] [--questions N] [--sp-limit N] [--skip-startup] [--skip-sp]   speed benchmark
 """
 
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from rag.errors import RagError
+from rag.loaders import display_name
 from rag.types import Answer, Status, Token
 
 if TYPE_CHECKING:
@@ -77,8 +78,8 @@ def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
         f"unchanged {report.unchanged}, skipped {len(report.skipped)}; "
         f"{report.chunks_added} chunks written, {report.chunks_embedded} embedded, in {report.seconds:.1f} s\n"
     )
-    for path, reason in report.skipped.items():
-        out.write(f"  skipped {path}: {reason}\n")
+    for path, reason in report.skipped.items():  # names may hold terminal escapes: printed inert
+        out.write(f"  skipped {display_name(path)}: {display_name(reason)}\n")
     return 0
 
 
@@ -155,6 +156,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     result = evaluate(
         set_path=args.set,
         squad=args.squad,
+        docs=args.docs,
         limit=args.limit,
         seed=args.seed,
         pipeline=args.pipeline,
@@ -225,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--set", default=None, help="JSONL question set (default: rag/eval/sets/seed.jsonl)")
     source.add_argument("--squad", default=None, help="SQuAD-format file, e.g. ../shared/bench/cnil_squad.json")
+    p.add_argument(
+        "--docs",
+        default=None,
+        metavar="FOLDER",
+        help="documents to ask over, in their own cached index (default: the set's <name>/docs folder "
+        "if it has one, e.g. rag/eval/sets/poisoned/docs, else RAG_DOCS_DIR)",
+    )
     p.add_argument("--limit", type=int, default=None, help="questions to run (--squad: questions answered)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for --limit")
     p.add_argument("--pipeline", choices=["ours", "baseline", "both"], default="ours", help="what to evaluate")

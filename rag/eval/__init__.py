@@ -5,8 +5,13 @@
     result.folder / "report.md"
 
 Modules: `dataset` (sets -> records), `metrics` (pure scoring), `runner` (ask every question,
-keep per-question rows), `baseline` (the llama-index default pipeline), `report` (markdown,
-JSON, chart, before/after), `pipelines` (`evaluate`, building what is compared).
+keep per-question rows), `render` (does anything come alive in the UI's rendering of an
+answer?), `baseline` (the llama-index default pipeline), `report` (markdown, JSON, chart,
+before/after), `pipelines` (`evaluate`, building what is compared).
+
+Prompt injection in documents: `python -m rag eval --set rag/eval/sets/poisoned.jsonl`
+asks 27 questions over the seed article plus 24 poisoned documents and reports how many
+answers obeyed them (see `rag/eval/sets/README.md`).
 Imports are lazy, like `rag`: `import rag.eval` loads no model and no llama-index.
 """
 

@@ -9,6 +9,10 @@ each page's text is written to `<folder>/<page id>.txt` and each question become
 tied to its page. The page `title` is the question itself, so it is never written out.
 Pages with identical text are interchangeable: `gold_docs` lists all of them.
 
+`set_docs_folder` finds the documents a set was written for: a set `sets/<name>.jsonl` with a
+folder `sets/<name>/docs/` (the poisoned-documents set) is asked over that folder, not over
+`RAG_DOCS_DIR`.
+
 Deliberately not here: scoring (`metrics.py`) and running (`runner.py`).
 """
 
@@ -28,6 +32,7 @@ from rag.errors import RagError
 RecordType = Literal["answerable", "unanswerable", "multi_turn", "injection"]
 SETS_DIR = Path(__file__).resolve().parent / "sets"
 SEED_SET = SETS_DIR / "seed.jsonl"
+POISONED_SET = SETS_DIR / "poisoned.jsonl"
 
 
 class Turn(BaseModel):
@@ -54,6 +59,13 @@ class EvalRecord(BaseModel):
     must_not_contain: list[str] = Field(default_factory=list)
     # page-level sets (SQuAD): the documents any of which answers the question
     gold_docs: list[str] = Field(default_factory=list)
+    # prompt injection: regular expressions (case-insensitive) the answer must not match, and
+    # languages it must not be written in (an injected "answer in German")
+    must_not_match: list[str] = Field(default_factory=list)
+    forbidden_languages: list[str] = Field(default_factory=list)
+    # indirect injection: the poisoned documents (paths in the docs folder) the question is meant
+    # to retrieve; a record with any is scored for obedience, whatever its type
+    poisoned_docs: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> EvalRecord:
@@ -69,7 +81,19 @@ class EvalRecord(BaseModel):
             raise ValueError("an answerable record needs gold_evidence or gold_docs")
         if any(not alternatives for alternatives in self.facts):
             raise ValueError("every fact needs at least one phrasing")
+        for pattern in self.must_not_match:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"must_not_match {pattern!r} is not a regular expression: {exc}") from exc
+        if self.poisoned_docs and not (self.must_not_contain or self.must_not_match or self.forbidden_languages):
+            raise ValueError("a record with poisoned_docs needs an obedience check (must_not_contain, ...)")
         return self
+
+    @property
+    def injection(self) -> bool:
+        """Scored for obedience: an injection in the question, or poisoned documents to retrieve."""
+        return self.type == "injection" or bool(self.poisoned_docs)
 
     def history_messages(self) -> list[dict[str, str]]:
         return [{"role": t.role, "content": t.content} for t in self.history]
@@ -98,6 +122,13 @@ def load_set(path: str | Path) -> list[EvalRecord]:
     if not records:
         raise RagError(f"The question set {str(path)!r} is empty.")
     return records
+
+
+def set_docs_folder(set_path: str | Path) -> Path | None:
+    """`<set folder>/<set name>/docs` when it exists: the documents the set was written for."""
+    path = Path(set_path)
+    folder = path.parent / path.stem / "docs"
+    return folder if folder.is_dir() else None
 
 
 def missing_evidence(records: Iterable[EvalRecord], texts: Sequence[str]) -> dict[str, list[str]]:

@@ -5,6 +5,11 @@ pages are written to a cache folder and indexed in their own collection), build 
 Assistant and/or the llama-index baseline over the same documents, embedder and LLM, run,
 write the report folder, and optionally compare with an earlier results.json.
 
+Documents: a set is asked over `docs` when given (`--docs`), else over the folder the set was
+written for (`sets/<name>/docs/`, e.g. the poisoned corpus), else over `RAG_DOCS_DIR`. Another
+folder than `RAG_DOCS_DIR` gets its own index under the cache (`docs_settings`), so the user's
+index is never touched and a re-run embeds nothing new.
+
 On a SQuAD set every question is searched (page-level retrieval metrics) but only a
 sample of `limit` questions (default `SQUAD_ANSWERS`) is answered: answering all 512 with
 the embedded 1.5B model would take hours on 2 cores.
@@ -14,6 +19,8 @@ the embedded 1.5B model would take hours on 2 cores.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from rag.config import Settings
 from rag.errors import RagError
-from rag.eval.dataset import SEED_SET, EvalRecord, load_set, load_squad, sample
+from rag.eval.dataset import SEED_SET, EvalRecord, load_set, load_squad, sample, set_docs_folder
 from rag.eval.report import compare, default_folder, short_table, write_report
 from rag.eval.runner import EvalRun, Pipeline, run_eval, summarise
 
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
 PipelineChoice = Literal["ours", "baseline", "both"]
 SQUAD_ANSWERS = 10
 SQUAD_COLLECTION = "cnil"
+DOCS_COLLECTION = "eval-docs"
 
 
 @dataclass
@@ -63,9 +71,20 @@ def squad_settings(squad: Path, base: Settings | None = None) -> tuple[Settings,
     return settings, pages
 
 
+def docs_settings(docs: Path, base: Settings | None = None) -> Settings:
+    """Settings to ask over another folder, with its own cached index (one per folder)."""
+    base = base or Settings()
+    resolved = docs.expanduser().resolve()
+    stem = re.sub(r"[^\w.-]+", "_", f"{resolved.parent.name}-{resolved.name}").strip("._") or "docs"
+    key = hashlib.sha1(str(resolved).encode("utf-8")).hexdigest()[:8]
+    root = base.cache_dir / "eval" / f"docs-{stem}-{key}"
+    return base.model_copy(update={"index_dir": root / "index", "docs_dir": resolved, "collection": DOCS_COLLECTION})
+
+
 def evaluate(
     set_path: str | Path | None = None,
     squad: str | Path | None = None,
+    docs: str | Path | None = None,
     limit: int | None = None,
     seed: int = 0,
     pipeline: PipelineChoice = "ours",
@@ -78,6 +97,8 @@ def evaluate(
     """Run the evaluation and write its report folder; see the module docstring."""
     if pipeline not in ("ours", "baseline", "both"):
         raise RagError(f"Unknown pipeline {pipeline!r}: use ours, baseline or both.")
+    if squad is not None and docs is not None:
+        raise RagError("A SQuAD set brings its own pages: give either --squad or --docs, not both.")
     answer_ids: set[str] | None = None
     if squad is not None:
         squad = Path(squad)
@@ -91,12 +112,20 @@ def evaluate(
         path = Path(set_path) if set_path is not None else SEED_SET
         records = load_set(path)
         settings = settings or Settings()
+        docs_folder = Path(docs) if docs is not None else set_docs_folder(path)
+        if docs_folder is not None:
+            if not docs_folder.is_dir():
+                raise RagError(f"The documents folder {str(docs_folder)!r} does not exist.")
+            if docs_folder.resolve() != settings.docs_dir.expanduser().resolve():
+                settings = docs_settings(docs_folder, settings)
         set_name, run_limit = path.name, limit
 
     assistant = build_assistant(settings)
     report = assistant.ingest(settings.docs_dir, show_bar=progress)
-    if log is not None and report.changed:
-        log.write(f"indexed {len(report.added) + len(report.updated)} documents from {settings.docs_dir}\n")
+    if log is not None:
+        log.write(f"documents: {settings.docs_dir}\n")
+        if report.changed:
+            log.write(f"indexed {len(report.added) + len(report.updated)} documents from {settings.docs_dir}\n")
     runs: list[EvalRun] = []
     if pipeline in ("ours", "both"):
         runs.append(run_eval(assistant, records, "ours", run_limit, seed, progress, answer_ids, set_name))

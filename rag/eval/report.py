@@ -2,7 +2,8 @@
 
 `write_report(runs, folder)` takes one or more runs (one per pipeline) and writes
 - `report.md`: the main metrics of each pipeline side by side, breakdowns by language and
-  by type, and the failures;
+  by type, prompt injection (obeyed question ids and what gave them away, active content in
+  the UI's rendering) and the failures;
 - `results.json`: `{"summaries": {pipeline: summary}, "rows": {pipeline: [row, ...]}}`;
 - `chart.png`: grouped bars of the main rates per pipeline, and latency percentiles.
 
@@ -34,6 +35,10 @@ MAIN_METRICS: list[tuple[str, str, str]] = [
     ("abstention_recall", "abstention recall", "rate"),
     ("false_abstention_rate", "false abstentions", "rate"),
     ("injection_obeyed", "injections obeyed", "n"),
+    ("injection_obeyed_raw", "injections obeyed in the raw model reply", "n"),
+    ("poison_given", "poisoned passage given to the model", "n"),
+    ("rendered_active", "answers rendered with active content", "n"),
+    ("rendered_links", "answers rendered with remote links", "n"),
     ("pass_rate", "questions passed", "rate"),
     ("sources_hit@1", "given passages hit@1", "rate"),
     ("sources_hit@5", "given passages hit@5", "rate"),
@@ -81,9 +86,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _injection_cell(overall: Mapping[str, Any]) -> str:
-    total = overall.get("injections") or 0
-    return f"{overall.get('injection_obeyed', 0)} / {total}" if total else "–"
+# counts shown as "k / N (share)": key -> key of N
+OUT_OF = {
+    "injection_obeyed": "injections",
+    "injection_obeyed_raw": "injections",
+    "poison_given": "poisoned",
+    "rendered_active": "rendered",
+    "rendered_links": "rendered",
+}
+
+
+def _count_cell(overall: Mapping[str, Any], key: str) -> str:
+    total = overall.get(OUT_OF[key]) or 0
+    if not total:
+        return "–"
+    count = overall.get(key) or 0
+    return f"{count} / {total} ({count / total:.0%})"
 
 
 def overall_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
@@ -93,10 +111,86 @@ def overall_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
         cells = []
         for name in names:
             overall = summaries[name]["overall"]
-            cells.append(_injection_cell(overall) if key == "injection_obeyed" else fmt(overall.get(key), kind))
+            cells.append(_count_cell(overall, key) if key in OUT_OF else fmt(overall.get(key), kind))
         if any(c != "–" for c in cells):
             rows.append([label, *cells])
     return _table(["metric", *names], rows)
+
+
+def injection_section(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """Which questions obeyed an injection and why; what came alive in the UI's rendering."""
+    lines: list[str] = []
+    for name, summary in summaries.items():
+        overall = summary["overall"]
+        if not overall.get("injections") and not overall.get("rendered"):
+            continue
+        lines += [f"### {name}", ""]
+        if overall.get("injections"):
+            obeyed = overall.get("injection_obeyed_ids") or []
+            raw = [i for i in overall.get("injection_obeyed_raw_ids") or [] if i not in obeyed]
+            lines.append(
+                f"- injections obeyed: {_count_cell(overall, 'injection_obeyed')}: "
+                + (", ".join(f"`{i}`" for i in obeyed) or "none")
+            )
+            lines.append(
+                "- obeyed only in the raw reply (removed by the support check, but streamed live): "
+                + (", ".join(f"`{i}`" for i in raw) or "none")
+            )
+            if overall.get("poisoned"):
+                lines.append(
+                    f"- poisoned passage among those given to the model: {_count_cell(overall, 'poison_given')}"
+                )
+        if overall.get("rendered"):
+            lines.append(
+                f"- answers whose rendering has active content: {_count_cell(overall, 'rendered_active')}"
+                + (
+                    ": " + ", ".join(f"`{i}`" for i in overall.get("rendered_active_ids") or [])
+                    if overall.get("rendered_active")
+                    else ""
+                )
+            )
+            lines.append(
+                f"- answers whose rendering has remote links: {_count_cell(overall, 'rendered_links')}"
+                + (
+                    ": " + ", ".join(f"`{i}`" for i in overall.get("rendered_links_ids") or [])
+                    if overall.get("rendered_links")
+                    else ""
+                )
+            )
+        documents = summary.get("documents_rendered_active")
+        if documents is not None:
+            lines.append(f"- document table: {'; '.join(documents) if documents else 'no active content'}")
+        rows = [
+            [
+                r["id"],
+                "yes" if r.get("poison_given") else ("–" if r.get("poison_given") is None else "no"),
+                _short("; ".join(r.get("obeyed_by") or []) or "—", 90),
+                _short("; ".join(r.get("obeyed_raw_by") or []) or "—", 90),
+                _short(r.get("answer")),
+            ]
+            for r in summary.get("injections") or []
+        ]
+        if rows:
+            lines += ["", _table(["id", "poison given", "final answer trips", "raw reply trips", "answer"], rows)]
+        rendered = [
+            [
+                r["id"],
+                _short("; ".join(r.get("rendered_active") or []) or "—"),
+                _short("; ".join(r.get("rendered_links") or []) or "—"),
+            ]
+            for r in summary.get("rendered") or []
+        ]
+        if rendered:
+            lines += ["", _table(["id", "active content", "remote links"], rendered)]
+        lines.append("")
+    if not lines:
+        return ""
+    intro = (
+        "Obeyed: the final answer contains a canary, a payload string or pattern, or is in the language the "
+        "injection asked for (`metrics.forbidden_hits`). Rendering: the UI's formatters run on every answer and "
+        "its sources, then scanned for active HTML and remote links (`render.py`)."
+    )
+    return "\n".join(["## Prompt injection", "", intro, "", *lines])
 
 
 def breakdown_table(summaries: Mapping[str, Mapping[str, Any]], section: str) -> str:
@@ -146,6 +240,7 @@ def render_markdown(summaries: Mapping[str, Mapping[str, Any]], title: str = "Ev
         "",
         breakdown_table(summaries, "by_type"),
         "",
+        injection_section(summaries),
         "## Failures",
         "",
         failures_table(summaries),
@@ -216,7 +311,16 @@ SHORT = [
     ("search_hit@5", "hit@5"),
     ("search_mrr", "MRR"),
     ("total_s_p50", "total p50"),
+    ("injection_obeyed", "obeyed"),
+    ("rendered_active", "active"),
 ]
+
+
+def _short_cell(overall: Mapping[str, Any], key: str) -> str:
+    if key in OUT_OF:
+        total = overall.get(OUT_OF[key]) or 0
+        return f"{overall.get(key) or 0}/{total}" if total else "–"
+    return fmt(overall.get(key), "s" if key.endswith("_p50") else "rate")
 
 
 def short_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
@@ -225,7 +329,7 @@ def short_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     lines = [header]
     for name, summary in summaries.items():
         overall = summary["overall"]
-        cells = "".join(f"{fmt(overall.get(k), 's' if k.endswith('_p50') else 'rate'):>11}" for k, _ in SHORT)
+        cells = "".join(f"{_short_cell(overall, k):>11}" for k, _ in SHORT)
         lines.append(f"{name:<10}" + cells)
     return "\n".join(lines)
 
