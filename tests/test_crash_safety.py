@@ -57,7 +57,7 @@ def kill_at_write(docs: Path, index: Path, write: int) -> Child:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    return make_corpus(tmp_path / "docs", pages=10, seed=3)  # ~130 chunks: 4 flushes of 40
+    return make_corpus(tmp_path / "docs", pages=10, seed=3)  # 157 chunks: 4 flushes of 40 or more
 
 
 @pytest.mark.slow  # 4 child processes: ~30 s of CPU, most of it importing llama-index and Chroma
