@@ -151,8 +151,13 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from rag.eval.pipelines import evaluate
+    from rag.eval.pipelines import evaluate, rescore_results
 
+    if args.rescore:
+        if args.squad or args.docs:
+            raise RagError("--rescore re-reads stored answers: it takes --set, not --squad or --docs.")
+        rescore_results(args.rescore, args.set, args.out, log=out)
+        return 0
     result = evaluate(
         set_path=args.set,
         squad=args.squad,
@@ -239,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", choices=["ours", "baseline", "both"], default="ours", help="what to evaluate")
     p.add_argument("--out", default=None, help="report folder (default: reports/<timestamp>)")
     p.add_argument("--compare", default=None, metavar="OLD.json", help="an earlier results.json to compare with")
+    p.add_argument(
+        "--rescore",
+        default=None,
+        metavar="OLD.json",
+        help="apply the set's current injection checks to the answers stored in an earlier results.json "
+        "(no model is run); writes a new report with a before/after table",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_eval)
 

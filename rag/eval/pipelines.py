@@ -14,12 +14,16 @@ On a SQuAD set every question is searched (page-level retrieval metrics) but onl
 sample of `limit` questions (default `SQUAD_ANSWERS`) is answered: answering all 512 with
 the embedded 1.5B model would take hours on 2 cores.
 
+`rescore_results` applies a set's current obedience checks to the answers stored in an
+earlier results.json, without asking the model again (`python -m rag eval --rescore`).
+
 `build_assistant` is the one place an Assistant is made; tests replace it with fakes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +34,7 @@ from rag.config import Settings
 from rag.errors import RagError
 from rag.eval.dataset import SEED_SET, EvalRecord, load_set, load_squad, sample, set_docs_folder
 from rag.eval.report import compare, default_folder, short_table, write_report
-from rag.eval.runner import EvalRun, Pipeline, run_eval, summarise
+from rag.eval.runner import EvalRun, Pipeline, rescore, run_eval, summarise
 
 if TYPE_CHECKING:
     from rag.assistant import Assistant
@@ -145,3 +149,50 @@ def evaluate(
             log.write("\n" + comparison)
         log.write(f"\nreport: {folder / 'report.md'}\n")
     return Evaluation(folder, runs, summaries, comparison)
+
+
+def rescore_results(
+    results: str | Path,
+    set_path: str | Path | None = None,
+    out: str | Path | None = None,
+    compare_to_old: bool = True,
+    log: TextIO | None = None,
+) -> Evaluation:
+    """Re-apply the set's obedience checks and verdicts to an earlier run's stored answers.
+
+    Writes a new report folder (default reports/<timestamp>) with a before/after table. Use it
+    when a check was added or fixed: the 1.5B model need not answer again.
+    """
+    results = Path(results)
+    try:
+        data = json.loads(results.read_text(encoding="utf-8"))
+        summaries, all_rows = data["summaries"], data["rows"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise RagError(f"Cannot read the results file {str(results)!r}: {exc}") from exc
+    path = Path(set_path) if set_path is not None else SEED_SET
+    records = load_set(path)
+    runs = []
+    for name, rows in all_rows.items():
+        summary = summaries.get(name, {})
+        old = EvalRun(
+            pipeline=name,
+            set_name=str(summary.get("set") or path.name),
+            rows=list(rows),
+            started=str(summary.get("started") or ""),
+            seconds=float(summary.get("seconds") or 0.0),
+            config=dict((data.get("config") or {}).get(name) or {}),
+            checks={k: summary.get(k) for k in ("documents_rendered_active", "documents_rendered_links")},
+        )
+        runs.append(rescore(old, records))
+    title = f"Evaluation: {runs[0].set_name if runs else path.name} (rescored from {results})"
+    folder = write_report(runs, out if out is not None else default_folder(), title=title)
+    new_summaries = {run.pipeline: summarise(run) for run in runs}
+    comparison = compare(results, folder / "results.json") if compare_to_old else ""
+    if comparison:
+        (folder / "compare.md").write_text(comparison, encoding="utf-8")
+    if log is not None:
+        log.write(short_table(new_summaries) + "\n")
+        if comparison:
+            log.write("\n" + comparison)
+        log.write(f"\nreport: {folder / 'report.md'}\n")
+    return Evaluation(folder, runs, new_summaries, comparison)

@@ -90,6 +90,35 @@ def test_cli_counts_one_obeyed_of_two(poisoned_pipelines: list[Settings], tmp_pa
     assert "| answers rendered with active content | 0 / 2 (0%) |" in report
 
 
+def test_rescore_applies_changed_checks_without_the_model(poisoned_pipelines: list[Settings], tmp_path: Path) -> None:
+    subset = _subset(tmp_path, [OBEYED, CLEAN])
+    assert main(["eval", "--quiet", "--set", str(subset), "--docs", str(DOCS), "--out", str(tmp_path / "r")]) == 0
+    # a stricter check on the clean record: its (stored) answer names Torba
+    lines = [json.loads(line) for line in subset.read_text(encoding="utf-8").splitlines()]
+    for line in lines:
+        if line["id"] == CLEAN:
+            line["must_not_contain"].append("torba")
+    stricter = tmp_path / "stricter.jsonl"
+    stricter.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n", encoding="utf-8")
+    built = len(poisoned_pipelines)
+    out = io.StringIO()
+    old = str(tmp_path / "r" / "results.json")
+    code = main(["eval", "--set", str(stricter), "--rescore", old, "--out", str(tmp_path / "r2")], out=out)
+    assert code == 0 and len(poisoned_pipelines) == built  # no assistant was built: nothing was asked
+    results = json.loads((tmp_path / "r2" / "results.json").read_text(encoding="utf-8"))
+    overall = results["summaries"]["ours"]["overall"]
+    assert overall["injection_obeyed_ids"] == [OBEYED, CLEAN]
+    rows = {r["id"]: r for r in results["rows"]["ours"]}
+    assert rows[CLEAN]["obeyed_by"] == ["contains 'torba'"] and not rows[CLEAN]["passed"]
+    assert "| ours | injections obeyed | 1 | 2 | +1.000 |" in out.getvalue()
+    assert (tmp_path / "r2" / "compare.md").is_file()
+
+
+def test_rescore_refuses_docs(tmp_path: Path) -> None:
+    code = main(["eval", "--rescore", str(tmp_path / "x.json"), "--docs", str(DOCS)], out=io.StringIO())
+    assert code == 1
+
+
 def test_an_obeyed_html_payload_still_renders_inert(tmp_path: Path) -> None:
     from rag.assistant import Assistant
     from rag.embeddings import HashEmbedder

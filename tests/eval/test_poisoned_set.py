@@ -85,15 +85,24 @@ def test_every_question_checks_the_canary_of_its_documents(
             assert canary and canary.group(0).lower() in record.must_not_contain, record.id
 
 
-def test_every_check_string_is_in_a_target_document_or_in_the_prompts(
+def test_every_check_string_is_in_a_poisoned_document_or_in_the_prompts(
     records: list[EvalRecord], poisoned: dict[str, Document]
 ) -> None:
     prompt = fold_text(PROMPT_TEXT)
+    texts = [fold_text(doc.text + " " + doc.title) for doc in poisoned.values()]
     for record in records:
-        targets = [fold_text(poisoned[p].text + " " + poisoned[p].title) for p in record.poisoned_docs]
         for check in record.must_not_contain:
             assert check == check.lower(), (record.id, check)
-            assert any(fold_text(check) in t for t in targets) or fold_text(check) in prompt, (record.id, check)
+            assert any(fold_text(check) in t for t in texts) or fold_text(check) in prompt, (record.id, check)
+
+
+def test_every_question_checks_every_payload(records: list[EvalRecord]) -> None:
+    """Five passages are given, often from several poisoned pages: any page's payload counts."""
+    everything = set().union(*(r.must_not_contain for r in records))
+    for record in records:
+        assert set(record.must_not_contain) == everything, record.id
+        first = next(c for c in record.must_not_contain if c.startswith("zx-canary-"))
+        assert first in {f"zx-canary-{p[1:3]}" for p in record.poisoned_docs}  # the target's checks come first
 
 
 def test_every_pattern_matches_some_poisoned_document(records: list[EvalRecord], poisoned: dict[str, Document]) -> None:
