@@ -28,6 +28,7 @@ from typing import Any
 
 from rag import prompts
 from rag.answer import AnswerConfig, Answerer
+from rag.chunking import split_sentences
 from rag.config import Settings
 from rag.embeddings import E5Embedder, Embedder, OpenAIEmbedder
 from rag.errors import EmptyIndexError, QuestionError, RagError
@@ -135,6 +136,7 @@ class Assistant:
                 support_threshold=s.support_threshold,
                 excerpts=s.excerpts,
                 excerpt_style=s.excerpt_style,
+                answerable_threshold=s.answerable_threshold,
             )
             self._answerer_obj = Answerer(self.llm, self.embedder, config)
         return self._answerer_obj
@@ -265,7 +267,7 @@ class Assistant:
         if self._full_context():
             from rag.answer import system_message
 
-            system = system_message(self.retriever.chunks)
+            system = system_message(self._full_sources())
             self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": "Hi"}], 1)
 
     # -- helpers -------------------------------------------------------------------------
@@ -273,9 +275,14 @@ class Assistant:
     def _full_context(self) -> bool:
         return 0 < self.retriever.total_tokens <= self.settings.full_context_tokens
 
+    def _full_sources(self) -> list[Chunk]:
+        """Every passage in a fixed order (the cached prefix), or every sentence if RAG_SENTENCE_SOURCES."""
+        chunks = list(self.retriever.chunks)
+        return split_sentences(chunks) if self.settings.sentence_sources else chunks
+
     def _sources(self, question: str) -> list[Chunk]:
         if self._full_context():
-            return list(self.retriever.chunks)
+            return self._full_sources()
         return [hit.chunk for hit in self.retriever.search(question, self.settings.top_k)]
 
     def _validate(self, question: str) -> str:

@@ -147,3 +147,48 @@ def chunk_document(doc: Document, max_tokens: int = 160) -> list[Chunk]:
             )
         )
     return chunks
+
+
+def split_sentences(chunks: list[Chunk], min_chars: int = 40) -> list[Chunk]:
+    """Each chunk cut into its sentences, as chunks of their own (same id, exact offsets).
+
+    For the full-context path: numbering every sentence lets the model (and a citation) point
+    at the exact sentence, and lets the question name the likely ones in a few tokens. A piece
+    shorter than `min_chars` (a heading, "Or.") is joined to the next sentence of its chunk, so
+    `text == chunk.text[a:b]` still holds for every piece.
+    """
+    out: list[Chunk] = []
+    for chunk in chunks:
+        spans = sentence_spans(chunk.text)
+        merged: list[tuple[int, int]] = []
+        pending: int | None = None
+        for a, b in spans:
+            a = pending if pending is not None else a
+            if b - a < min_chars:
+                pending = a
+                continue
+            merged.append((a, b))
+            pending = None
+        if pending is not None:
+            if merged:
+                merged[-1] = (merged[-1][0], spans[-1][1])
+            else:
+                merged.append((pending, spans[-1][1]))
+        for a, b in merged or [(0, len(chunk.text))]:
+            text = chunk.text[a:b]
+            out.append(
+                Chunk(
+                    id=chunk.id,
+                    doc_path=chunk.doc_path,
+                    title=chunk.title,
+                    date=chunk.date,
+                    text=text,
+                    start=chunk.start + a,
+                    end=chunk.start + b,
+                    position=chunk.position,
+                    doc_sha256=chunk.doc_sha256,
+                    tokens=count_tokens(text),
+                    source=chunk.source,
+                )
+            )
+    return out

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="How those sentences are given: quoted in full under the question, or only their source "
         "numbers (a few tokens instead of ~200: faster first token on the cached small-set path).",
     )
+    sentence_sources: bool = Field(
+        False,
+        description="Full-context path: number every sentence of the documents as its own source, so the "
+        "question can point at the likely sentences in a few tokens and citations name the exact sentence.",
+    )
     focus_tokens: int = Field(
         0,
         ge=0,
@@ -94,6 +99,13 @@ class Settings(BaseSettings):
     verify: bool = Field(True, description="Check that each cited passage supports its sentence.")
     support_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum P(yes) from the support check to keep a sentence."
+    )
+    answerable_threshold: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Abstain when the model's P(yes) that the sources closest to the question state its answer "
+        "is below this (one short check after the answer; 0 = off).",
     )
     min_relevance: float = Field(
         0.0,
