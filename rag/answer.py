@@ -50,7 +50,6 @@ class AnswerConfig:
     support_threshold: float = 0.5
     excerpts: int = EXCERPTS
     excerpt_style: str = "quotes"  # "quotes": the sentences in full; "pointers": only their source numbers
-    answerable_threshold: float = 0.0  # abstain when P(the likeliest sources state the answer) is below; 0 = off
 
 
 def citation_for(number: int, chunk: Chunk, supported: bool = True) -> Citation:
@@ -130,41 +129,19 @@ class Answerer:
         checked = time.perf_counter()
         if self.config.verify:
             yield Status("Checking citations")
-        if not quoted and self.config.answerable_threshold > 0:
-            quoted = self.excerpts(question, sources, self.config.excerpts or EXCERPTS)
-        likely = sorted({n for n, _ in quoted})
-        answer = self.check(question, completion.text, sources, language, system, likely)
+        answer = self.check(question, completion.text, sources, language, system)
         timings["check_s"] = time.perf_counter() - checked
         timings["total_s"] = time.perf_counter() - started
         answer.timings.update(timings)
         answer.usage.update(usage)
         yield answer
 
-    def check(
-        self,
-        question: str,
-        raw: str,
-        sources: Sequence[Chunk],
-        language: str,
-        system: str,
-        likely: Sequence[int] = (),
-    ) -> Answer:
-        """The checked Answer for the model's reply `raw`; `likely` are the source numbers closest to
-        the question (the answerability check asks about them)."""
+    def check(self, question: str, raw: str, sources: Sequence[Chunk], language: str, system: str) -> Answer:
         shown = [citation_for(i, c) for i, c in enumerate(sources, 1)]
         answer = Answer(question=question, text="", citations=[], abstained=True, language=language, raw_text=raw)
         answer.sources = shown
         if not raw.strip() or prompts.NOT_FOUND_TOKEN in raw:
             return self._abstain(answer, "the model found no answer in the sources")
-        if self.config.answerable_threshold > 0 and likely:
-            pointers = " or ".join(f"[{n}]" for n in likely)
-            prompt = prompts.ANSWERABLE.format(question=question, pointers=pointers)
-            messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
-            answer.answerable = self.llm.yes_probability(messages)
-            if answer.answerable < self.config.answerable_threshold:
-                return self._abstain(
-                    answer, f"the sources closest to the question do not state its answer (P={answer.answerable:.2f})"
-                )
 
         parsed = parse_answer(raw, len(sources))
         if not parsed:

@@ -136,7 +136,6 @@ class Assistant:
                 support_threshold=s.support_threshold,
                 excerpts=s.excerpts,
                 excerpt_style=s.excerpt_style,
-                answerable_threshold=s.answerable_threshold,
             )
             self._answerer_obj = Answerer(self.llm, self.embedder, config)
         return self._answerer_obj

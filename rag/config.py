@@ -100,13 +100,6 @@ class Settings(BaseSettings):
     support_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum P(yes) from the support check to keep a sentence."
     )
-    answerable_threshold: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Abstain when the model's P(yes) that the sources closest to the question state its answer "
-        "is below this (one short check after the answer; 0 = off).",
-    )
     min_relevance: float = Field(
         0.0,
         ge=0,

@@ -503,8 +503,7 @@ class ScriptedLLM(LLM):
 
     `yes_probability` is an honest, deterministic judge rather than a constant: the share
     of the proposed answer's content words (4+ letters, accent-folded, first 5 letters)
-    that occur in the cited source's text inside the system message; for the answerability
-    check, the share of the question's content words found in the best of the named sources.
+    that occur in the cited source's text inside the system message.
     """
 
     name = "scripted"
@@ -540,24 +539,14 @@ class ScriptedLLM(LLM):
 
         self.calls.append(messages)
         system, user = messages[0]["content"], messages[-1]["content"]
-        stems = lambda text: {fold(w)[:5] for w in re.findall(r"\w{4,}", text)}  # noqa: E731
-
-        def source(number: str) -> str | None:
-            # the last match: the worked example in the prompt also has a [1]
-            found = re.findall(rf"^\[{number}\] (.*)$", system, re.MULTILINE)
-            return found[-1] if found else None
-
-        asked = re.search(r"Question: (.*)\nDo sources (.*) state the answer", user)
-        if asked:  # answerability: share of the question's words found in the best named source
-            words = stems(asked.group(1))
-            texts = [t for n in re.findall(r"\[(\d+)\]", asked.group(2)) if (t := source(n))]
-            return max((len(words & stems(t)) / len(words) for t in texts), default=0.0) if words else 0.0
         claim = re.search(r"Proposed answer: (.*)", user)
         number = re.search(r"source \[(\d+)\]", user)
         if not claim or not number:
             return 0.5
-        found = source(number.group(1))
-        if found is None:
+        # the last match: the worked example in the prompt also has a [1]
+        found = re.findall(rf"^\[{number.group(1)}\] (.*)$", system, re.MULTILINE)
+        if not found:
             return 0.0
+        stems = lambda text: {fold(w)[:5] for w in re.findall(r"\w{4,}", text)}  # noqa: E731
         words = stems(claim.group(1))
-        return len(words & stems(found)) / len(words) if words else 0.0
+        return len(words & stems(found[-1])) / len(words) if words else 0.0

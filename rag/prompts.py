@@ -71,10 +71,6 @@ SUPPORT = """Source [{number}] says: "{evidence}"
 Proposed answer: {sentence}
 Does source [{number}] state this answer? Reply Yes or No."""
 
-# Abstention gate: do the sources closest to the question (by e5) state its answer?
-ANSWERABLE = """Question: {question}
-Do sources {pointers} state the answer to this question? Reply Yes or No."""
-
 # Follow-up rewriting: no sources needed, a short standalone prompt.
 REWRITE = """Rewrite the last question so it can be understood without the conversation.
 Keep its language. Reply with the rewritten question only.

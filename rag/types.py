@@ -113,7 +113,6 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     abstain_reason: str = ""
     relevance: float = 0.0  # best e5 similarity of any passage to the question
-    answerable: float | None = None  # P("Yes"): do the likeliest sources state the answer? (None: not asked)
 
     def to_dict(self) -> dict[str, Any]:
         def cite(c: Citation) -> dict[str, Any]:
@@ -134,7 +133,6 @@ class Answer:
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,
             "relevance": self.relevance,
-            "answerable": self.answerable,
             "language": self.language,
             "citations": [cite(c) for c in self.citations],
             "unsupported": list(self.unsupported),

@@ -155,27 +155,3 @@ def test_focus_with_a_large_budget_or_none_keeps_whole_passages_in_order() -> No
     assert answerer.focus("Amazon", [LONG, SOURCES[0]], budget=0) == [LONG, SOURCES[0]]
     whole = answerer.focus("Amazon", [LONG, SOURCES[0]], budget=10_000)
     assert [c.text for c in whole] == [LONG.text, SOURCES[0].text]
-
-
-def test_answerability_check_asks_about_the_closest_sources_and_abstains_below_threshold() -> None:
-    # the question's words are in source [2]: the check passes and the answer is kept
-    llm = ScriptedLLM(["Parler found refuge chez Epik [2]."])
-    _, answer = run(llm, question="Parler refuge Epik hébergeur", answerable_threshold=0.5, excerpts=1)
-    asked = [c[-1]["content"] for c in llm.calls if "state the answer to this question" in c[-1]["content"]]
-    assert asked == [
-        "Question: Parler refuge Epik hébergeur\nDo sources [2] state the answer to this question? Reply Yes or No."
-    ]
-    assert answer.answerable == 1.0 and not answer.abstained
-    # a question no source speaks to: the model's reply is dropped, whatever it cites
-    llm = ScriptedLLM(["Parler found refuge chez Epik [2]."])
-    _, answer = run(llm, question="Quel est le salaire du juge fédéral ?", answerable_threshold=0.5, excerpts=1)
-    assert answer.abstained and answer.answerable is not None and answer.answerable < 0.5
-    assert "do not state its answer" in answer.abstain_reason
-    assert answer.text == prompts.CANNOT_ANSWER["en"]
-
-
-def test_answerability_check_off_by_default() -> None:
-    llm = ScriptedLLM(["Parler found refuge chez Epik [2]."])
-    _, answer = run(llm, question="Quel est le salaire du juge fédéral ?")
-    assert answer.answerable is None
-    assert not any("state the answer to this question" in c[-1]["content"] for c in llm.calls)
