@@ -28,7 +28,6 @@ from typing import Any
 
 from rag import prompts
 from rag.answer import AnswerConfig, Answerer
-from rag.chunking import split_sentences
 from rag.config import Settings
 from rag.embeddings import E5Embedder, Embedder, OpenAIEmbedder
 from rag.errors import EmptyIndexError, QuestionError, RagError
@@ -275,9 +274,8 @@ class Assistant:
         return 0 < self.retriever.total_tokens <= self.settings.full_context_tokens
 
     def _full_sources(self) -> list[Chunk]:
-        """Every passage in a fixed order (the cached prefix), or every sentence if RAG_SENTENCE_SOURCES."""
-        chunks = list(self.retriever.chunks)
-        return split_sentences(chunks) if self.settings.sentence_sources else chunks
+        """Every passage, in a fixed order: the cached prefix of the full-context path."""
+        return list(self.retriever.chunks)
 
     def _sources(self, question: str) -> list[Chunk]:
         if self._full_context():

@@ -80,14 +80,9 @@ class Settings(BaseSettings):
         3, ge=0, le=10, description="Source sentences closest to the question quoted under it (0 = none)."
     )
     excerpt_style: Literal["quotes", "pointers"] = Field(
-        "quotes",
+        "pointers",
         description="How those sentences are given: quoted in full under the question, or only their source "
         "numbers (a few tokens instead of ~200: faster first token on the cached small-set path).",
-    )
-    sentence_sources: bool = Field(
-        False,
-        description="Full-context path: number every sentence of the documents as its own source, so the "
-        "question can point at the likely sentences in a few tokens and citations name the exact sentence.",
     )
     focus_tokens: int = Field(
         0,

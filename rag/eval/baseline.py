@@ -28,6 +28,7 @@ from typing import Any
 
 from llama_index.core import Document as LIDocument
 from llama_index.core import VectorStoreIndex
+from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.types import (
     CompletionResponse,
     CompletionResponseGen,
@@ -40,7 +41,7 @@ from llama_index.core.schema import BaseNode, NodeWithScore
 from pydantic import PrivateAttr
 
 from rag.answer import citation_for
-from rag.embeddings import Embedder, LlamaIndexEmbedding
+from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.language import detect
 from rag.llm import LLM, Completion, Message
@@ -52,6 +53,28 @@ _NEGATION = re.compile(r"\b(not|no|cannot|can't|doesn't|does not|isn't|unable|ne
 _CONTEXT = re.compile(
     r"\b(context|information|contexte|informations?|kontext|informationen|contexto|información)\b", re.I
 )
+
+
+class LlamaIndexEmbedding(BaseEmbedding):
+    """llama-index view of an Embedder (queries get the query prefix, texts the passage one)."""
+
+    _embedder: Embedder = PrivateAttr()
+
+    def __init__(self, embedder: Embedder, **kwargs: Any) -> None:
+        super().__init__(model_name=embedder.name, embed_batch_size=embedder.batch_size, **kwargs)
+        self._embedder = embedder
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embedder.embed_query(query).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._embedder.embed_passages([text])[0].tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed_passages(texts).tolist()
 
 
 def says_cannot_answer(text: str) -> bool:
