@@ -132,6 +132,7 @@ def evaluate(
             log.write(f"indexed {len(report.added) + len(report.updated)} documents from {settings.docs_dir}\n")
     runs: list[EvalRun] = []
     if pipeline in ("ours", "both"):
+        assistant.warm()  # as the UI and `serve` do at start: the first question is not a cold-cache outlier
         runs.append(run_eval(assistant, records, "ours", run_limit, seed, progress, answer_ids, set_name))
     if pipeline in ("baseline", "both"):
         baseline = build_baseline(assistant, settings.docs_dir)
