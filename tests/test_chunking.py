@@ -352,4 +352,3 @@ def test_property_sentence_spans_trimmed_ordered_nonblank(text):
 def test_property_chunking_deterministic(text, max_tokens):
     doc = make_doc(text)
     assert chunk_document(doc, max_tokens) == chunk_document(doc, max_tokens)
-

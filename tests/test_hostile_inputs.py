@@ -41,7 +41,7 @@ from rag.ingest import source_key, sync_folder
 from rag.llm import ScriptedLLM
 from rag.types import Answer, Document, Status, Token
 from tests.conftest import SEED_DIR
-from tests.test_loaders import docx_bytes, pdf_bytes
+from tests.test_loaders import docx_bytes, pdf_bytes, pdf_file
 
 MB = 1024 * 1024
 GOOD = {  # the good documents, and a query that must find each of them first
@@ -83,19 +83,6 @@ def _write(folder: Path, rel: str, data: bytes | str) -> Path:
     return path
 
 
-def _pdf(objects: list[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
 def _stream(data: bytes, extra: bytes = b"") -> bytes:
     return b"<< /Length %d%s >>\nstream\n" % (len(data), extra) + data + b"\nendstream"
 
@@ -117,7 +104,7 @@ def flate_bomb_pdf() -> bytes:
     """One page whose content stream inflates from ~20 KB to 20 MB (pypdf's own limit is 75 MB)."""
     content = b"BT /F1 12 Tf 72 720 Td (Bomb) Tj ET\n" + b" " * (20 * MB)
     packed = zlib.compress(content, 9)
-    return _pdf(_one_page_pdf(_stream(packed, b" /Filter /FlateDecode")))
+    return pdf_file(_one_page_pdf(_stream(packed, b" /Filter /FlateDecode")))
 
 
 def lone_surrogate_pdf() -> bytes:
@@ -131,7 +118,7 @@ def lone_surrogate_pdf() -> bytes:
         _stream(b"BT /F1 12 Tf 72 720 Td (Surrogate A in a sunflower field) Tj ET"),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
     )
-    return _pdf([*objects, _stream(cmap)])
+    return pdf_file([*objects, _stream(cmap)])
 
 
 def blank_pdf(encrypt: bool = False) -> bytes:

@@ -49,6 +49,11 @@ def pdf_bytes(lines: list[str], title: str | None = None) -> bytes:
     ]
     if title is not None:
         objects.append(b"<< /Title (" + title.encode("latin-1") + b") >>")
+    return pdf_file(objects, info=len(objects) if title is not None else None)
+
+
+def pdf_file(objects: list[bytes], info: int | None = None) -> bytes:
+    """A PDF file from its numbered objects (1 = the catalog), with a correct xref table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -57,8 +62,8 @@ def pdf_bytes(lines: list[str], title: str | None = None) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    info = b" /Info %d 0 R" % len(objects) if title is not None else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, info, xref)
+    info_ref = b" /Info %d 0 R" % info if info is not None else b""
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, info_ref, xref)
     return bytes(out)
 
 
@@ -795,16 +800,7 @@ def _two_page_pdf(first_page_content: bytes) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(good) + good + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def test_pdf_bomb_page_is_left_out_and_the_others_kept(tmp_path, caplog):
