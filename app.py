@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
+import time
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before anything imports gradio
 
@@ -25,12 +27,20 @@ def main() -> None:
             assistant.ingest(uploads)
     except RagError as error:
         raise SystemExit(f"error: {error}") from None
-    # load the model and read the fixed prompt prefix while the page comes up
-    threading.Thread(target=_warm, args=(assistant,), daemon=True).start()
+    # load the model and read the fixed prompt prefix once the page is up: on 2 cores, warming
+    # while Gradio starts delayed the page by ~7 s; a question asked meanwhile waits for the warm-up
+    threading.Thread(target=_warm, args=(assistant, settings.ui_host, settings.ui_port), daemon=True).start()
     launch(create_app(assistant), settings)
 
 
-def _warm(assistant: object) -> None:
+def _warm(assistant: object, host: str, port: int, wait_s: float = 60.0) -> None:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
     try:
         assistant.warm()  # type: ignore[attr-defined]
     except Exception as error:  # the first question will report it properly
