@@ -265,7 +265,7 @@ class Assistant:
         if self._full_context():
             from rag.answer import system_message
 
-            system = system_message(self._full_sources())
+            system = system_message(self.retriever.chunks)
             self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": "Hi"}], 1)
 
     # -- helpers -------------------------------------------------------------------------
@@ -273,13 +273,9 @@ class Assistant:
     def _full_context(self) -> bool:
         return 0 < self.retriever.total_tokens <= self.settings.full_context_tokens
 
-    def _full_sources(self) -> list[Chunk]:
-        """Every passage, in a fixed order: the cached prefix of the full-context path."""
-        return list(self.retriever.chunks)
-
     def _sources(self, question: str) -> list[Chunk]:
         if self._full_context():
-            return self._full_sources()
+            return list(self.retriever.chunks)
         return [hit.chunk for hit in self.retriever.search(question, self.settings.top_k)]
 
     def _validate(self, question: str) -> str:

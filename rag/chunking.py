@@ -147,4 +147,3 @@ def chunk_document(doc: Document, max_tokens: int = 160) -> list[Chunk]:
             )
         )
     return chunks
-
