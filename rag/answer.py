@@ -49,7 +49,7 @@ class AnswerConfig:
     verify: bool = True
     support_threshold: float = 0.5
     excerpts: int = EXCERPTS
-    excerpt_style: str = "pointers"  # "pointers": only the key sentences' source numbers; "quotes": in full
+    excerpt_style: str = "quotes"  # "quotes": the key sentences in full; "pointers": only their source numbers
 
 
 def citation_for(number: int, chunk: Chunk, supported: bool = True) -> Citation:

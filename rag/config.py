@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         3, ge=0, le=10, description="Source sentences closest to the question quoted under it (0 = none)."
     )
     excerpt_style: Literal["quotes", "pointers"] = Field(
-        "pointers",
+        "quotes",
         description="How those sentences are given: quoted in full under the question, or only their source "
         "numbers (a few tokens instead of ~200: faster first token on the cached small-set path).",
     )
