@@ -141,22 +141,12 @@ def injection_section(summaries: Mapping[str, Mapping[str, Any]]) -> str:
                     f"- poisoned passage among those given to the model: {_count_cell(overall, 'poison_given')}"
                 )
         if overall.get("rendered"):
-            lines.append(
-                f"- answers whose rendering has active content: {_count_cell(overall, 'rendered_active')}"
-                + (
-                    ": " + ", ".join(f"`{i}`" for i in overall.get("rendered_active_ids") or [])
-                    if overall.get("rendered_active")
-                    else ""
+            for label, key in (("active content", "rendered_active"), ("remote links", "rendered_links")):
+                ids = overall.get(f"{key}_ids") or [] if overall.get(key) else []
+                lines.append(
+                    f"- answers whose rendering has {label}: {_count_cell(overall, key)}"
+                    + (": " + ", ".join(f"`{i}`" for i in ids) if ids else "")
                 )
-            )
-            lines.append(
-                f"- answers whose rendering has remote links: {_count_cell(overall, 'rendered_links')}"
-                + (
-                    ": " + ", ".join(f"`{i}`" for i in overall.get("rendered_links_ids") or [])
-                    if overall.get("rendered_links")
-                    else ""
-                )
-            )
         documents = summary.get("documents_rendered_active")
         if documents is not None:
             lines.append(f"- document table: {'; '.join(documents) if documents else 'no active content'}")
