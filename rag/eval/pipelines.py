@@ -138,11 +138,17 @@ def evaluate(
         baseline = build_baseline(assistant, settings.docs_dir)
         runs.append(run_eval(baseline, records, "baseline", run_limit, seed, progress, answer_ids, set_name))
 
-    folder = write_report(runs, out if out is not None else default_folder(), title=f"Evaluation: {set_name}")
+    return _finish(runs, out, f"Evaluation: {set_name}", compare_to, log)
+
+
+def _finish(
+    runs: list[EvalRun], out: str | Path | None, title: str, compare_to: str | Path | None, log: TextIO | None
+) -> Evaluation:
+    """Write the report folder (and compare.md against `compare_to`), log the short table, return it all."""
+    folder = write_report(runs, out if out is not None else default_folder(), title=title)
     summaries = {run.pipeline: summarise(run) for run in runs}
-    comparison = ""
-    if compare_to is not None:
-        comparison = compare(compare_to, folder / "results.json")
+    comparison = compare(compare_to, folder / "results.json") if compare_to is not None else ""
+    if comparison:
         (folder / "compare.md").write_text(comparison, encoding="utf-8")
     if log is not None:
         log.write(short_table(summaries) + "\n")
@@ -186,14 +192,4 @@ def rescore_results(
         )
         runs.append(rescore(old, records))
     title = f"Evaluation: {runs[0].set_name if runs else path.name} (rescored from {results})"
-    folder = write_report(runs, out if out is not None else default_folder(), title=title)
-    new_summaries = {run.pipeline: summarise(run) for run in runs}
-    comparison = compare(results, folder / "results.json") if compare_to_old else ""
-    if comparison:
-        (folder / "compare.md").write_text(comparison, encoding="utf-8")
-    if log is not None:
-        log.write(short_table(new_summaries) + "\n")
-        if comparison:
-            log.write("\n" + comparison)
-        log.write(f"\nreport: {folder / 'report.md'}\n")
-    return Evaluation(folder, runs, new_summaries, comparison)
+    return _finish(runs, out, title, results if compare_to_old else None, log)
