@@ -12,7 +12,10 @@ The pipeline for one (standalone) question over a list of source chunks:
    - a figure that appears in no source fails it at once (the model's typical invention);
    - otherwise the model is asked, with the same cached system message, whether the cited
      source states the sentence, and P("Yes") must reach the threshold (stricter when the
-     sentence names someone or something no source mentions).
+     sentence names someone or something no source mentions);
+   - a sentence its cited source does not support is checked once more against the other
+     source holding the sentence closest to it (e5): the small model often cites the
+     neighbouring passage of the right one. If that source supports it, it is cited instead.
 4. Sentences that pass make `Answer.text`; the rest go to `Answer.unsupported`. No
    sentence left, or a NOT_FOUND reply, means abstention: the shared "cannot answer"
    phrase in the question's language and no citations.
@@ -152,6 +155,13 @@ class Answerer:
             if not cited:
                 cited = self._best_source(text, sources)
             ok, score = self._supported(text, cited, sources, all_texts, question, system) if cited else (False, 0.0)
+            if not ok and cited and not novel_numbers(text, all_texts):
+                # The small model often states a fact right but cites the neighbouring source:
+                # check the source whose sentence is closest to the claim before dropping it.
+                other = self._closest_other_source(text, sources, cited)
+                if other:
+                    ok, score = self._supported(text, other, sources, all_texts, question, system)
+                    cited = other if ok else cited
             sentences.append(Sentence(text=text, citations=tuple(cited), supported=ok, support=score))
         answer.sentences = sentences
         kept = [s for s in sentences if s.supported]
@@ -239,6 +249,14 @@ class Answerer:
         vectors = self.embedder.embed_passages([c.text for c in sources])
         query = self.embedder.embed_query(sentence)
         return [int(np.argmax(vectors @ query)) + 1]
+
+    def _closest_other_source(self, sentence: str, sources: Sequence[Chunk], cited: Sequence[int]) -> list[int]:
+        """The uncited source holding the sentence most similar to `sentence` (e5), if any."""
+        others = [(n, s) for n, s in self._sentences(sources) if n not in cited]
+        if self.embedder is None or not others:
+            return []
+        scores = self._vectors([t for _, t in others]) @ self.embedder.embed_query(sentence)
+        return [others[int(np.argmax(scores))][0]]
 
     def _supported(
         self,

@@ -66,18 +66,31 @@ def test_invented_figure_is_removed_and_leads_to_abstention() -> None:
 
 
 def test_unsupported_sentence_removed_supported_one_kept() -> None:
-    reply = "Parler abandonné plainte Amazon [1]. Il pleuvra demain sur Lyon [1]."
+    reply = "Parler abandonné plainte Amazon [1]. Il neigera bientôt sur Paris [1]."
     _, answer = run(ScriptedLLM([reply]), support_threshold=0.6)
     assert not answer.abstained
-    assert "Lyon" not in answer.text
-    assert answer.unsupported == ["Il pleuvra demain sur Lyon."]
+    assert "Paris" not in answer.text
+    assert answer.unsupported == ["Il neigera bientôt sur Paris."]
     assert [s.supported for s in answer.sentences] == [True, False]
 
 
-def test_support_check_uses_the_cited_source_only() -> None:
-    # the claim is true of source 3, but cites source 1
-    _, answer = run(ScriptedLLM(["Il pleuvra demain sur Lyon [1]."]), support_threshold=0.6)
+def test_sentence_citing_the_wrong_source_is_re_cited_to_the_one_that_states_it() -> None:
+    # the claim is true of source 3, but cites source 1: source 3 is checked next and cited instead
+    llm = ScriptedLLM(["Il pleuvra demain sur Lyon [1]."])
+    _, answer = run(llm, support_threshold=0.6)
+    assert not answer.abstained
+    assert answer.text == "Il pleuvra demain sur Lyon. [3]"
+    assert [c.number for c in answer.citations] == [3]
+    checks = [call[-1]["content"] for call in llm.calls[1:]]
+    assert [c.split("]")[0] for c in checks] == ["Source [1", "Source [3"]
+
+
+def test_sentence_no_source_supports_is_still_removed_after_the_second_check() -> None:
+    llm = ScriptedLLM(["Lyon accueillera les Jeux olympiques [1]."])
+    _, answer = run(llm, support_threshold=0.6)
     assert answer.abstained
+    assert answer.unsupported == ["Lyon accueillera les Jeux olympiques."]
+    assert len(llm.calls) == 3  # the answer, the cited source, the closest other source
 
 
 def test_verify_off_keeps_cited_sentences_but_still_rejects_invented_figures() -> None:
