@@ -25,7 +25,16 @@ from rag.types import Chunk, Document
 # whitespace; a line break always ends a unit (headings, list items). Only the captured
 # whitespace separates sentences: the punctuation and closing quotes stay in the sentence.
 # French puts a (no-break) space before the closing guillemet: « Très bien. »
-_SENTENCE_END = re.compile(r"[.!?…](?:[\"'»”’)\]]|[ \u00a0\u202f]»)*(\s+)|(\n+)")
+# Text extracted from web pages often loses the space after a full stop ("règle.Il y a"):
+# a lower-case word of 2+ letters, the punctuation, then a capitalised word also ends a
+# sentence, at an empty separator. Initials ("M.Dupont"), decimals, "e.g.this" and domain
+# names ("cnil.fr") do not match.
+_LOWER = "a-zß-öø-ÿœ"
+_UPPER = "A-ZÀ-ÖØ-ÞŒ"
+_SENTENCE_END = re.compile(
+    r"[.!?…](?:[\"'»”’)\]]|[ \u00a0\u202f]»)*(\s+)|(\n+)"
+    rf"|(?<=[{_LOWER}][{_LOWER}][.!?])()(?=[{_UPPER}][{_LOWER}])"
+)
 
 
 def chunk_id(doc_path: str, position: int, source: str = "") -> str:
@@ -38,7 +47,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        group = 1 if match.start(1) >= 0 else 2
+        group = next(g for g in (1, 2, 3) if match.start(g) >= 0)
         spans.extend(_trimmed(text, start, match.start(group)))
         start = match.end(group)
     spans.extend(_trimmed(text, start, len(text)))

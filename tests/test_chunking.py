@@ -110,6 +110,22 @@ def test_sentence_spans_no_split_without_whitespace():
     assert spans_text("Pi is 3.14 and e.g.this stays.") == ["Pi is 3.14 and e.g.this stays."]
 
 
+def test_sentence_spans_split_where_the_space_after_a_full_stop_was_lost():
+    # web-page text often glues sentences: "Oui.Votre accord ... règle :le message ...électronique.Il y a"
+    text = "Oui.Votre accord est nécessaire.Il y a des exceptions!Dans ces cas, écrivez-nous."
+    assert spans_text(text) == [
+        "Oui.",
+        "Votre accord est nécessaire.",
+        "Il y a des exceptions!",
+        "Dans ces cas, écrivez-nous.",
+    ]
+
+
+def test_sentence_spans_glued_split_spares_initials_domains_and_acronyms():
+    text = "Écrivez à M.Dupont sur cnil.fr, voir art.L34 et la U.E.Non."
+    assert spans_text(text) == [text]
+
+
 def test_sentence_spans_keep_closing_quotes():
     text = 'He said "Stop." Then he left. « Très bien. » Fin (vraiment.) Ok.'
     assert spans_text(text) == ['He said "Stop."', "Then he left.", "« Très bien. »", "Fin (vraiment.)", "Ok."]
