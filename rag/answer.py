@@ -34,8 +34,9 @@ import numpy as np
 
 from rag import prompts
 from rag.chunking import sentence_spans
-from rag.citations import novel_names, novel_numbers, parse_answer
+from rag.citations import fold, novel_names, novel_numbers, parse_answer
 from rag.embeddings import Embedder
+from rag.language import detect
 from rag.llm import LLM, Completion, Message
 from rag.tokens import count_tokens
 from rag.types import Answer, Chunk, Citation, Sentence, Status, Token
@@ -53,6 +54,7 @@ class AnswerConfig:
     support_threshold: float = 0.5
     excerpts: int = EXCERPTS
     excerpt_style: str = "quotes"  # "quotes": the key sentences in full; "pointers": only their source numbers
+    translate_retry: bool = True  # a NOT_FOUND to a question in a third language: ask again with its English
 
 
 def citation_for(number: int, chunk: Chunk, supported: bool = True) -> Citation:
@@ -102,33 +104,24 @@ class Answerer:
         started = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         system = system_message(sources)
-        quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts and quote else []
+        user = self._user_message(question, question, sources, language, quote)
         timings["excerpts_s"] = time.perf_counter() - started
-        language_name = prompts.LANGUAGE_NAMES.get(language, "English")
-        if quoted and self.config.excerpt_style == "pointers":
-            pointers = " or ".join(f"[{n}]" for n in sorted({n for n, _ in quoted}))
-            user = prompts.QUESTION_WITH_POINTERS.format(question=question, pointers=pointers, language=language_name)
-        elif quoted:
-            excerpts = "\n".join(f'[{n}] "{text}"' for n, text in quoted)
-            user = prompts.QUESTION_WITH_EXCERPTS.format(question=question, excerpts=excerpts, language=language_name)
-        else:
-            user = prompts.QUESTION.format(question=question, language=language_name)
-        messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         completion = Completion()
-        held = ""  # text held back while it could still be the NOT_FOUND token
-        for piece in self.llm.stream(messages, self.config.max_tokens, completion):
-            if "first_token_s" not in timings:
-                timings["first_token_s"] = time.perf_counter() - started
-            if held is not None:
-                held += piece
-                if prompts.NOT_FOUND_TOKEN.startswith(held.strip()) or held.strip().startswith(prompts.NOT_FOUND_TOKEN):
-                    continue
-                piece, held = held, None  # type: ignore[assignment]
-            yield Token(piece)
-        timings["generation_s"] = time.perf_counter() - started
-        usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
-        usage["cached_tokens"] = completion.cached_tokens
-
+        yield from self._generate(system, user, completion, timings, started)
+        usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+        _add_usage(usage, completion)
+        if self._retry_in_english(completion.text, language, sources):
+            # The small model reads English best: a question in a third language that it
+            # found no answer to is asked once more with its English translation beside it.
+            yield Status("Reading the question in English")
+            english = self._translate(question, system, usage)
+            timings["translate_s"] = time.perf_counter() - started - timings["generation_s"]
+            if english:
+                timings["first_try_s"] = timings.pop("first_token_s", 0.0)
+                user = self._user_message(f"{question} ({english})", english, sources, language, quote)
+                completion = Completion()
+                yield from self._generate(system, user, completion, timings, started)
+                _add_usage(usage, completion)
         checked = time.perf_counter()
         if self.config.verify:
             yield Status("Checking citations")
@@ -138,6 +131,58 @@ class Answerer:
         answer.timings.update(timings)
         answer.usage.update(usage)
         yield answer
+
+    def _user_message(self, question: str, query: str, sources: Sequence[Chunk], language: str, quote: bool) -> str:
+        """The user turn: the question, the key sentences closest to `query` (quoted or pointed at),
+        and the answer language."""
+        quoted = self.excerpts(query, sources, self.config.excerpts) if self.config.excerpts and quote else []
+        language_name = prompts.LANGUAGE_NAMES.get(language, "English")
+        if quoted and self.config.excerpt_style == "pointers":
+            pointers = " or ".join(f"[{n}]" for n in sorted({n for n, _ in quoted}))
+            return prompts.QUESTION_WITH_POINTERS.format(question=question, pointers=pointers, language=language_name)
+        if quoted:
+            excerpts = "\n".join(f'[{n}] "{text}"' for n, text in quoted)
+            return prompts.QUESTION_WITH_EXCERPTS.format(question=question, excerpts=excerpts, language=language_name)
+        return prompts.QUESTION.format(question=question, language=language_name)
+
+    def _generate(
+        self, system: str, user: str, completion: Completion, timings: dict[str, float], started: float
+    ) -> Iterator[Token]:
+        """Stream the model's reply as Tokens, holding back a leading NOT_FOUND."""
+        messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        held: str | None = ""  # text held back while it could still be the NOT_FOUND token
+        for piece in self.llm.stream(messages, self.config.max_tokens, completion):
+            if "first_token_s" not in timings:
+                timings["first_token_s"] = time.perf_counter() - started
+            if held is not None:
+                held += piece
+                if prompts.NOT_FOUND_TOKEN.startswith(held.strip()) or held.strip().startswith(prompts.NOT_FOUND_TOKEN):
+                    continue
+                piece, held = held, None
+            yield Token(piece)
+        timings["generation_s"] = time.perf_counter() - started
+
+    def _retry_in_english(self, reply: str, language: str, sources: Sequence[Chunk]) -> bool:
+        """A NOT_FOUND to a question in neither English nor the sources' language."""
+        if not self.config.translate_retry or language == "en" or not sources:
+            return False
+        if reply.strip() and prompts.NOT_FOUND_TOKEN not in reply:
+            return False
+        return language != detect(" ".join(c.text for c in sources[:8])[:2000], default=language)
+
+    def _translate(self, question: str, system: str, usage: dict[str, int]) -> str:
+        """The question in English (asked under the same cached system message), or "" if unusable."""
+        messages: list[Message] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": prompts.TRANSLATE.format(question=question)},
+        ]
+        completion = self.llm.complete(messages, max_tokens=60)
+        _add_usage(usage, completion)
+        lines = completion.text.strip().splitlines()
+        english = lines[0].strip().strip('"«»“”').strip() if lines else ""
+        if prompts.NOT_FOUND_TOKEN in english or not 3 <= len(english) <= 2 * len(question) + 40:
+            return ""
+        return "" if fold(english) == fold(question) else english
 
     def check(self, question: str, raw: str, sources: Sequence[Chunk], language: str, system: str) -> Answer:
         shown = [citation_for(i, c) for i, c in enumerate(sources, 1)]
@@ -158,7 +203,7 @@ class Answerer:
             if not ok and cited and not novel_numbers(text, all_texts):
                 # The small model often states a fact right but cites the neighbouring source:
                 # check the source whose sentence is closest to the claim before dropping it.
-                other = self._closest_other_source(text, sources, cited)
+                other = self._best_source(text, sources, cited)
                 if other:
                     ok, score = self._supported(text, other, sources, all_texts, question, system)
                     cited = other if ok else cited
@@ -243,15 +288,8 @@ class Answerer:
                 )
         return out
 
-    def _best_source(self, sentence: str, sources: Sequence[Chunk]) -> list[int]:
-        if self.embedder is None or not sources:
-            return []
-        vectors = self.embedder.embed_passages([c.text for c in sources])
-        query = self.embedder.embed_query(sentence)
-        return [int(np.argmax(vectors @ query)) + 1]
-
-    def _closest_other_source(self, sentence: str, sources: Sequence[Chunk], cited: Sequence[int]) -> list[int]:
-        """The uncited source holding the sentence most similar to `sentence` (e5), if any."""
+    def _best_source(self, sentence: str, sources: Sequence[Chunk], cited: Sequence[int] = ()) -> list[int]:
+        """The source (not among `cited`) holding the sentence most similar to `sentence` (e5), if any."""
         others = [(n, s) for n, s in self._sentences(sources) if n not in cited]
         if self.embedder is None or not others:
             return []
@@ -288,3 +326,9 @@ class Answerer:
             if best >= threshold:
                 return True, best
         return False, best
+
+
+def _add_usage(usage: dict[str, int], completion: Completion) -> None:
+    usage["prompt_tokens"] += completion.prompt_tokens
+    usage["completion_tokens"] += completion.completion_tokens
+    usage["cached_tokens"] += completion.cached_tokens

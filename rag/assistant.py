@@ -135,6 +135,7 @@ class Assistant:
                 support_threshold=s.support_threshold,
                 excerpts=s.excerpts,
                 excerpt_style=s.excerpt_style,
+                translate_retry=s.translate_retry,
             )
             self._answerer_obj = Answerer(self.llm, self.embedder, config)
         return self._answerer_obj

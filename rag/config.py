@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="Retrieval path only: trim each retrieved passage to its sentences closest to the question, "
         "this many tokens in all (0 = whole passages). Fewer prompt tokens, faster first token.",
     )
+    translate_retry: bool = Field(
+        True,
+        description="When the model finds no answer to a question in neither English nor the documents' "
+        "language, ask once more with the question's English translation beside it.",
+    )
     verify: bool = Field(True, description="Check that each cited passage supports its sentence.")
     support_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum P(yes) from the support check to keep a sentence."

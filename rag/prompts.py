@@ -71,6 +71,12 @@ SUPPORT = """Source [{number}] says: "{evidence}"
 Proposed answer: {sentence}
 Does source [{number}] state this answer? Reply Yes or No."""
 
+# A question the model found no answer to, in a third language: its English translation is
+# asked under the same system message (so the cached prefix stays in the server's KV cache).
+TRANSLATE = """Translate this question into English. Reply with the translation only.
+Question: {question}
+English:"""
+
 # Follow-up rewriting: no sources needed, a short standalone prompt.
 REWRITE = """Rewrite the last question so it can be understood without the conversation.
 Keep its language. Reply with the rewritten question only.

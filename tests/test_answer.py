@@ -168,3 +168,52 @@ def test_focus_with_a_large_budget_or_none_keeps_whole_passages_in_order() -> No
     assert answerer.focus("Amazon", [LONG, SOURCES[0]], budget=0) == [LONG, SOURCES[0]]
     whole = answerer.focus("Amazon", [LONG, SOURCES[0]], budget=10_000)
     assert [c.text for c in whole] == [LONG.text, SOURCES[0].text]
+
+
+# --- a NOT_FOUND to a question in a third language: asked again in English ----------------------
+
+ES_QUESTION = "¿Qué empresa de alojamiento acogió a Parler?"
+
+
+def test_third_language_not_found_is_asked_again_with_the_english_translation() -> None:
+    llm = ScriptedLLM(["NOT_FOUND", "Which hosting company took Parler in?", "Parler se refugió en Epik [2]."])
+    events, answer = run(llm, question=ES_QUESTION, language="es")
+    first, translate, second = (call[-1]["content"] for call in llm.calls[:3])
+    assert first.startswith(f"Question: {ES_QUESTION}\n")
+    assert "Translate this question into English" in translate and ES_QUESTION in translate
+    assert second.startswith(f"Question: {ES_QUESTION} (Which hosting company took Parler in?)\n")
+    assert "Answer in Spanish" in second
+    # the same cached system message (instructions + sources) under all three
+    assert llm.calls[0][0] == llm.calls[1][0] == llm.calls[2][0]
+    assert "".join(e.text for e in events if isinstance(e, Token)) == "Parler se refugió en Epik [2]."
+    assert any(isinstance(e, Status) and "English" in e.text for e in events)
+    assert not answer.abstained and [c.number for c in answer.citations] == [2]
+    assert {"translate_s", "first_try_s", "first_token_s"} <= set(answer.timings)
+    assert answer.timings["first_token_s"] > answer.timings["first_try_s"]
+    assert answer.usage["completion_tokens"] == 1 + 6 + 6  # all three replies counted
+
+
+def test_no_second_try_in_english_or_in_the_documents_language_or_when_switched_off() -> None:
+    for question, language, config in [
+        ("Which hosting company took Parler in?", "en", {}),
+        ("Quel hébergeur a accueilli Parler ?", "fr", {}),
+        (ES_QUESTION, "es", {"translate_retry": False}),
+    ]:
+        llm = ScriptedLLM(["NOT_FOUND", "Which hosting company took Parler in?", "Parler se refugió en Epik [2]."])
+        _, answer = run(llm, question=question, language=language, **config)
+        assert answer.abstained and len(llm.calls) == 1, (language, config)
+
+
+def test_third_language_answered_at_once_is_not_translated() -> None:
+    llm = ScriptedLLM(["Parler se refugió en Epik [2]."])
+    _, answer = run(llm, question=ES_QUESTION, language="es")
+    assert not answer.abstained
+    assert not any("Translate" in call[-1]["content"] for call in llm.calls)
+
+
+def test_unusable_translation_abstains_without_a_second_answer() -> None:
+    for translation in ["NOT_FOUND", ES_QUESTION, ""]:
+        llm = ScriptedLLM(["NOT_FOUND", translation, "Parler se refugió en Epik [2]."])
+        _, answer = run(llm, question=ES_QUESTION, language="es")
+        assert answer.abstained and len(llm.calls) == 2, translation
+        assert answer.text == prompts.CANNOT_ANSWER["es"]
