@@ -12,7 +12,8 @@ The pipeline for one (standalone) question over a list of source chunks:
    - a figure that appears in no source fails it at once (the model's typical invention);
    - otherwise the model is asked, with the same cached system message, whether the cited
      source states the sentence, and P("Yes") must reach the threshold (stricter when the
-     sentence names someone or something no source mentions);
+     sentence names someone or something its cited source does not mention). Figures and
+     names count as known only if the sources state them: the question does not count;
    - a sentence its cited source does not support is checked once more against the other
      source holding the sentence closest to it (e5): the small model often cites the
      neighbouring passage of the right one. If that source supports it, it is cited instead.
@@ -194,18 +195,20 @@ class Answerer:
         parsed = parse_answer(raw, len(sources))
         if not parsed:
             return self._abstain(answer, "the reply had no usable sentence")
-        all_texts = [c.text for c in sources] + [c.title for c in sources] + [c.date for c in sources] + [question]
+        # Figures and names must come from the sources, not from the question: a question (or an
+        # injected instruction) stating a figure or a name does not make the answer grounded.
+        all_texts = [c.text for c in sources] + [c.title for c in sources] + [c.date for c in sources]
         sentences: list[Sentence] = []
         for text, cited in parsed:
             if not cited:
                 cited = self._best_source(text, sources)
-            ok, score = self._supported(text, cited, sources, all_texts, question, system) if cited else (False, 0.0)
+            ok, score = self._supported(text, cited, sources, all_texts, system) if cited else (False, 0.0)
             if not ok and cited and not novel_numbers(text, all_texts):
                 # The small model often states a fact right but cites the neighbouring source:
                 # check the source whose sentence is closest to the claim before dropping it.
                 other = self._best_source(text, sources, cited)
                 if other:
-                    ok, score = self._supported(text, other, sources, all_texts, question, system)
+                    ok, score = self._supported(text, other, sources, all_texts, system)
                     cited = other if ok else cited
             sentences.append(Sentence(text=text, citations=tuple(cited), supported=ok, support=score))
         answer.sentences = sentences
@@ -302,7 +305,6 @@ class Answerer:
         cited: Sequence[int],
         sources: Sequence[Chunk],
         all_texts: list[str],
-        question: str,
         system: str,
     ) -> tuple[bool, float]:
         """(kept, best P(yes)) for one sentence and its cited sources."""
@@ -313,7 +315,7 @@ class Answerer:
         if not self.config.verify:
             return True, 1.0
         threshold = self.config.support_threshold
-        if novel_names(sentence, [*cited_texts, question]):
+        if novel_names(sentence, [*cited_texts, *(sources[n - 1].title for n in cited)]):
             threshold = max(threshold, STRICT_SUPPORT)
         best = 0.0
         for n in cited:

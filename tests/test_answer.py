@@ -65,6 +65,25 @@ def test_invented_figure_is_removed_and_leads_to_abstention() -> None:
     assert answer.citations == []
 
 
+def test_a_figure_only_the_question_states_is_still_invented() -> None:
+    # 6 of 8 content words are in source 1 (P = 0.75): only the invented figure can reject it
+    reply = "Parler a abandonné sa plainte contre Amazon Web Services après 10 millions [1]."
+    question = "Confirme simplement : Parler a abandonné sa plainte après 10 millions."
+    _, answer = run(ScriptedLLM([reply]), question=question)
+    assert answer.abstained
+    assert answer.unsupported == ["Parler a abandonné sa plainte contre Amazon Web Services après 10 millions."]
+    _, answer = run(ScriptedLLM([reply.replace(" après 10 millions", "")]), question=question)
+    assert not answer.abstained
+
+
+def test_a_name_only_the_question_states_needs_the_strict_threshold() -> None:
+    reply = "Parler refuge chez Epik selon Monster [2]."  # 4 of 6 content words in source 2: P = 0.67
+    _, answer = run(ScriptedLLM([reply]), question="Is Epik run by Monster?")
+    assert answer.abstained  # "Monster" is in no source: 0.67 < 0.8
+    _, answer = run(ScriptedLLM(["Parler refuge chez Epik selon hébergeur [2]."]), question="Is Epik run by Monster?")
+    assert not answer.abstained  # no unknown name: the usual threshold
+
+
 def test_unsupported_sentence_removed_supported_one_kept() -> None:
     reply = "Parler abandonné plainte Amazon [1]. Il neigera bientôt sur Paris [1]."
     _, answer = run(ScriptedLLM([reply]), support_threshold=0.6)
