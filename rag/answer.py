@@ -115,7 +115,7 @@ class Answerer:
             # The small model reads English best: a question in a third language that it
             # found no answer to is asked once more with its English translation beside it.
             yield Status("Reading the question in English")
-            english = self._translate(question, system, usage)
+            english = self.translate(question, system, usage)
             timings["translate_s"] = time.perf_counter() - started - timings["generation_s"]
             if english:
                 timings["first_try_s"] = timings.pop("first_token_s", 0.0)
@@ -171,7 +171,7 @@ class Answerer:
             return False
         return language != detect(" ".join(c.text for c in sources[:8])[:2000], default=language)
 
-    def _translate(self, question: str, system: str, usage: dict[str, int]) -> str:
+    def translate(self, question: str, system: str, usage: dict[str, int]) -> str:
         """The question in English (asked under the same cached system message), or "" if unusable."""
         messages: list[Message] = [
             {"role": "system", "content": system},
