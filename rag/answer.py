@@ -35,7 +35,7 @@ import numpy as np
 
 from rag import prompts
 from rag.chunking import sentence_spans
-from rag.citations import fold, novel_names, novel_numbers, parse_answer
+from rag.citations import novel_names, novel_numbers, parse_answer, strip_markers
 from rag.embeddings import Embedder
 from rag.language import detect
 from rag.llm import LLM, Completion, Message
@@ -55,7 +55,7 @@ class AnswerConfig:
     support_threshold: float = 0.5
     excerpts: int = EXCERPTS
     excerpt_style: str = "quotes"  # "quotes": the key sentences in full; "pointers": only their source numbers
-    translate_retry: bool = True  # a NOT_FOUND to a question in a third language: ask again with its English
+    translate_retry: bool = True  # a NOT_FOUND to a question in a third language: answer in English, translate
 
 
 def citation_for(number: int, chunk: Chunk, supported: bool = True) -> Citation:
@@ -105,38 +105,44 @@ class Answerer:
         started = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         system = system_message(sources)
-        user = self._user_message(question, question, sources, language, quote)
+        user = self._user_message(question, sources, language, quote)
         timings["excerpts_s"] = time.perf_counter() - started
         completion = Completion()
         yield from self._generate(system, user, completion, timings, started)
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
         _add_usage(usage, completion)
-        if self._retry_in_english(completion.text, language, sources):
-            # The small model reads English best: a question in a third language that it
-            # found no answer to is asked once more with its English translation beside it.
-            yield Status("Reading the question in English")
-            english = self.translate(question, system, usage)
-            timings["translate_s"] = time.perf_counter() - started - timings["generation_s"]
-            if english:
-                timings["first_try_s"] = timings.pop("first_token_s", 0.0)
-                user = self._user_message(f"{question} ({english})", english, sources, language, quote)
-                completion = Completion()
-                yield from self._generate(system, user, completion, timings, started)
-                _add_usage(usage, completion)
+        in_english = self._retry_in_english(completion.text, language, sources)
+        if in_english:
+            # The small model often replies NOT_FOUND when told to answer in a third language
+            # (Spanish over French sources) yet answers the same question in English: ask again
+            # in English, check that answer, then translate its kept sentences.
+            yield Status("Answering in English, then translating")
+            timings["first_try_s"] = timings.pop("first_token_s", 0.0)
+            user = self._user_message(question, sources, "en", quote)
+            completion = Completion()
+            for _ in self._generate(system, user, completion, timings, started):
+                pass  # held back: the reader gets the translation
+            _add_usage(usage, completion)
         checked = time.perf_counter()
         if self.config.verify:
             yield Status("Checking citations")
         answer = self.check(question, completion.text, sources, language, system)
         timings["check_s"] = time.perf_counter() - checked
+        if in_english:
+            if not answer.abstained:
+                yield Status("Translating")
+                self._translate_answer(answer, system, usage)
+                yield Token(answer.text)
+            timings["first_token_s"] = time.perf_counter() - started  # nothing was shown before
         timings["total_s"] = time.perf_counter() - started
         answer.timings.update(timings)
         answer.usage.update(usage)
         yield answer
 
-    def _user_message(self, question: str, query: str, sources: Sequence[Chunk], language: str, quote: bool) -> str:
-        """The user turn: the question, the key sentences closest to `query` (quoted or pointed at),
-        and the answer language."""
-        quoted = self.excerpts(query, sources, self.config.excerpts) if self.config.excerpts and quote else []
+    def _user_message(self, question: str, sources: Sequence[Chunk], language: str, quote: bool) -> str:
+        """The user turn: the question, the key sentences closest to it (quoted or pointed at), and
+        the answer language."""
+        quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts and quote else []
         language_name = prompts.LANGUAGE_NAMES.get(language, "English")
         if quoted and self.config.excerpt_style == "pointers":
             pointers = " or ".join(f"[{n}]" for n in sorted({n for n, _ in quoted}))
@@ -171,19 +177,32 @@ class Answerer:
             return False
         return language != detect(" ".join(c.text for c in sources[:8])[:2000], default=language)
 
-    def translate(self, question: str, system: str, usage: dict[str, int]) -> str:
-        """The question in English (asked under the same cached system message), or "" if unusable."""
+    def _translate_answer(self, answer: Answer, system: str, usage: dict[str, int]) -> None:
+        """Translate each kept sentence into the answer's language (under the same cached system
+        message), keeping its citations; a sentence whose translation is unusable stays as is."""
+        language_name = prompts.LANGUAGE_NAMES.get(answer.language, "English")
+        sentences = []
+        for sentence in answer.sentences:
+            if sentence.supported:
+                sentence = replace(sentence, text=self.translate(sentence.text, language_name, system, usage))
+            sentences.append(sentence)
+        answer.sentences = sentences
+        answer.text = _render([s for s in sentences if s.supported])
+
+    def translate(self, text: str, language_name: str, system: str, usage: dict[str, int]) -> str:
+        """`text` in `language_name` (asked under the same cached system message), or `text` itself
+        if the reply is unusable."""
         messages: list[Message] = [
             {"role": "system", "content": system},
-            {"role": "user", "content": prompts.TRANSLATE.format(question=question)},
+            {"role": "user", "content": prompts.TRANSLATE.format(language=language_name, text=text)},
         ]
-        completion = self.llm.complete(messages, max_tokens=60)
+        completion = self.llm.complete(messages, max_tokens=2 * count_tokens(text) + 20)
         _add_usage(usage, completion)
         lines = completion.text.strip().splitlines()
-        english = lines[0].strip().strip('"«»“”').strip() if lines else ""
-        if prompts.NOT_FOUND_TOKEN in english or not 3 <= len(english) <= 2 * len(question) + 40:
-            return ""
-        return "" if fold(english) == fold(question) else english
+        out = strip_markers(lines[0]).strip().strip('"«»“”').strip() if lines else ""
+        if prompts.NOT_FOUND_TOKEN in out or not len(text) / 3 <= len(out) <= 3 * len(text) + 20:
+            return text
+        return out
 
     def check(self, question: str, raw: str, sources: Sequence[Chunk], language: str, system: str) -> Answer:
         shown = [citation_for(i, c) for i, c in enumerate(sources, 1)]
@@ -217,7 +236,7 @@ class Answerer:
         if not kept:
             return self._abstain(answer, "no sentence of the reply is supported by its cited source")
         numbers = sorted({n for s in kept for n in s.citations})
-        answer.text = " ".join(f"{s.text} " + "".join(f"[{n}]" for n in s.citations) for s in kept)
+        answer.text = _render(kept)
         answer.citations = [shown[n - 1] for n in numbers]
         answer.abstained = False
         return answer
@@ -334,3 +353,8 @@ def _add_usage(usage: dict[str, int], completion: Completion) -> None:
     usage["prompt_tokens"] += completion.prompt_tokens
     usage["completion_tokens"] += completion.completion_tokens
     usage["cached_tokens"] += completion.cached_tokens
+
+
+def _render(sentences: Sequence[Sentence]) -> str:
+    """The answer text: each sentence followed by its [n] markers."""
+    return " ".join(f"{s.text} " + "".join(f"[{n}]" for n in s.citations) for s in sentences)

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     translate_retry: bool = Field(
         True,
         description="When the model finds no answer to a question in neither English nor the documents' "
-        "language, ask once more with the question's English translation beside it.",
+        "language, ask it again for an English answer, check it, and translate its sentences.",
     )
     verify: bool = Field(True, description="Check that each cited passage supports its sentence.")
     support_threshold: float = Field(

@@ -71,11 +71,11 @@ SUPPORT = """Source [{number}] says: "{evidence}"
 Proposed answer: {sentence}
 Does source [{number}] state this answer? Reply Yes or No."""
 
-# A question the model found no answer to, in a third language: its English translation is
+# An answer written in English for a question in a third language, one sentence at a time,
 # asked under the same system message (so the cached prefix stays in the server's KV cache).
-TRANSLATE = """Translate this question into English. Reply with the translation only.
-Question: {question}
-English:"""
+TRANSLATE = """Translate this sentence into {language}. Keep names as they are. Reply with the translation only.
+Sentence: {text}
+{language}:"""
 
 # Follow-up rewriting: no sources needed, a short standalone prompt.
 REWRITE = """Rewrite the last question so it can be understood without the conversation.

@@ -189,50 +189,60 @@ def test_focus_with_a_large_budget_or_none_keeps_whole_passages_in_order() -> No
     assert [c.text for c in whole] == [LONG.text, SOURCES[0].text]
 
 
-# --- a NOT_FOUND to a question in a third language: asked again in English ----------------------
+# --- a NOT_FOUND to a question in a third language: answered in English, then translated ---------
 
 ES_QUESTION = "¿Qué empresa de alojamiento acogió a Parler?"
+ES_SENTENCE = "Parler encontró refugio en Epik, otro proveedor de alojamiento."
 
 
-def test_third_language_not_found_is_asked_again_with_the_english_translation() -> None:
-    llm = ScriptedLLM(["NOT_FOUND", "Which hosting company took Parler in?", "Parler se refugió en Epik [2]."])
+def test_third_language_not_found_is_answered_in_english_checked_then_translated() -> None:
+    llm = ScriptedLLM(["NOT_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", ES_SENTENCE])
     events, answer = run(llm, question=ES_QUESTION, language="es")
-    first, translate, second = (call[-1]["content"] for call in llm.calls[:3])
-    assert first.startswith(f"Question: {ES_QUESTION}\n")
-    assert "Translate this question into English" in translate and ES_QUESTION in translate
-    assert second.startswith(f"Question: {ES_QUESTION} (Which hosting company took Parler in?)\n")
-    assert "Answer in Spanish" in second
-    # the same cached system message (instructions + sources) under all three
-    assert llm.calls[0][0] == llm.calls[1][0] == llm.calls[2][0]
-    assert "".join(e.text for e in events if isinstance(e, Token)) == "Parler se refugió en Epik [2]."
+    first, second, check, translate = (call[-1]["content"] for call in llm.calls)
+    assert first.startswith(f"Question: {ES_QUESTION}\n") and "Answer in Spanish" in first
+    assert second.startswith(f"Question: {ES_QUESTION}\n") and "Answer in English" in second
+    assert check.startswith("Source [2] says:")  # the English sentence is checked
+    assert "into Spanish" in translate and "Parler found refuge chez Epik, un autre hébergeur." in translate
+    # the same cached system message (instructions + sources) under every call
+    assert all(call[0] == llm.calls[0][0] for call in llm.calls)
+    # the English reply is never shown: the reader gets the translated, checked answer
+    assert [e.text for e in events if isinstance(e, Token)] == [f"{ES_SENTENCE} [2]"]
     assert any(isinstance(e, Status) and "English" in e.text for e in events)
-    assert not answer.abstained and [c.number for c in answer.citations] == [2]
-    assert {"translate_s", "first_try_s", "first_token_s"} <= set(answer.timings)
+    assert not answer.abstained and answer.text == f"{ES_SENTENCE} [2]"
+    assert [c.number for c in answer.citations] == [2] and answer.language == "es"
+    assert {"first_try_s", "first_token_s"} <= set(answer.timings)
     assert answer.timings["first_token_s"] > answer.timings["first_try_s"]
-    assert answer.usage["completion_tokens"] == 1 + 6 + 6  # all three replies counted
+    assert answer.usage["completion_tokens"] == 1 + 9 + 9  # the three replies (the check is logprobs only)
 
 
-def test_no_second_try_in_english_or_in_the_documents_language_or_when_switched_off() -> None:
+def test_no_english_retry_in_english_or_in_the_documents_language_or_when_switched_off() -> None:
     for question, language, config in [
         ("Which hosting company took Parler in?", "en", {}),
         ("Quel hébergeur a accueilli Parler ?", "fr", {}),
         (ES_QUESTION, "es", {"translate_retry": False}),
     ]:
-        llm = ScriptedLLM(["NOT_FOUND", "Which hosting company took Parler in?", "Parler se refugió en Epik [2]."])
+        llm = ScriptedLLM(["NOT_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", ES_SENTENCE])
         _, answer = run(llm, question=question, language=language, **config)
         assert answer.abstained and len(llm.calls) == 1, (language, config)
 
 
-def test_third_language_answered_at_once_is_not_translated() -> None:
-    llm = ScriptedLLM(["Parler se refugió en Epik [2]."])
+def test_third_language_answered_at_once_is_not_retried() -> None:
+    llm = ScriptedLLM(["Parler se refugió en Epik, un autre hébergeur [2]."])
     _, answer = run(llm, question=ES_QUESTION, language="es")
     assert not answer.abstained
+    assert not any("Answer in English" in call[-1]["content"] for call in llm.calls)
+
+
+def test_english_retry_that_fails_its_check_abstains_in_the_question_language_untranslated() -> None:
+    llm = ScriptedLLM(["NOT_FOUND", "Lyon hosts the Olympic Games [1]."])
+    events, answer = run(llm, question=ES_QUESTION, language="es")
+    assert answer.abstained and answer.text == prompts.CANNOT_ANSWER["es"]
     assert not any("Translate" in call[-1]["content"] for call in llm.calls)
+    assert not [e for e in events if isinstance(e, Token)]
 
 
-def test_unusable_translation_abstains_without_a_second_answer() -> None:
-    for translation in ["NOT_FOUND", ES_QUESTION, ""]:
-        llm = ScriptedLLM(["NOT_FOUND", translation, "Parler se refugió en Epik [2]."])
+def test_unusable_translation_keeps_the_checked_english_sentence() -> None:
+    for translation in ["NOT_FOUND", "", "x"]:
+        llm = ScriptedLLM(["NOT_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", translation])
         _, answer = run(llm, question=ES_QUESTION, language="es")
-        assert answer.abstained and len(llm.calls) == 2, translation
-        assert answer.text == prompts.CANNOT_ANSWER["es"]
+        assert answer.text == "Parler found refuge chez Epik, un autre hébergeur. [2]", translation

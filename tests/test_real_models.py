@@ -94,12 +94,13 @@ def test_unanswerable_damages_question_is_abstained(assistant) -> None:  # type:
     assert answer.citations == []
 
 
-def test_bundled_model_translates_a_third_language_question_into_english(assistant) -> None:  # type: ignore[no-untyped-def]
+def test_bundled_model_translates_a_checked_english_sentence_into_spanish(assistant) -> None:  # type: ignore[no-untyped-def]
     from rag.answer import system_message
     from rag.language import detect
 
     usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
     system = system_message(assistant.retriever.chunks)
-    english = assistant._answerer().translate("¿Qué empresa de alojamiento web acogió a Parler?", system, usage)
-    assert "Parler" in english and detect(english, default="?") == "en", english
+    sentence = "Parler moved to another hosting company, Epik, a few days after Amazon cut it off."
+    spanish = assistant._answerer().translate(sentence, "Spanish", system, usage)
+    assert spanish != sentence and "Epik" in spanish and detect(spanish, default="?") == "es", spanish
     assert usage["completion_tokens"] > 0
