@@ -4,10 +4,14 @@ The pipeline for one (standalone) question over a list of source chunks:
 
 1. The system message holds the instructions and the numbered sources, in the order
    given; the user message holds the question and the answer language. The model's
-   reply streams out as it is written (`Token`s), except a leading NOT_FOUND.
+   reply streams out as it is written (`Token`s), except a leading NOT_FOUND. A NOT_FOUND
+   to a question in neither English nor the sources' language is asked again for an
+   English answer (not streamed), which goes through the checks below and is then
+   translated sentence by sentence, citations kept.
 2. The reply is split into sentences with their [n] markers; markers pointing to no
    source are dropped. A sentence the model left without a marker is given the source
-   most similar to it (e5), and must then pass the same checks as any other.
+   holding the source sentence most similar to it (e5), and must then pass the same
+   checks as any other.
 3. Each sentence is checked against its cited sources:
    - a figure that appears in no source fails it at once (the model's typical invention);
    - otherwise the model is asked, with the same cached system message, whether the cited
