@@ -130,7 +130,7 @@ class Answerer:
         checked = time.perf_counter()
         if self.config.verify:
             yield Status("Checking citations")
-        answer = self.check(question, completion.text, sources, language, system)
+        answer = self.check(question, completion.text, sources, language, system, "en" if in_english else language)
         timings["check_s"] = time.perf_counter() - checked
         if in_english:
             if not answer.abstained:
@@ -208,7 +208,16 @@ class Answerer:
             return text
         return out
 
-    def check(self, question: str, raw: str, sources: Sequence[Chunk], language: str, system: str) -> Answer:
+    def check(
+        self,
+        question: str,
+        raw: str,
+        sources: Sequence[Chunk],
+        language: str,
+        system: str,
+        written_in: str | None = None,
+    ) -> Answer:
+        """`raw` (the model's reply, in `written_in`, by default `language`) parsed and checked."""
         shown = [citation_for(i, c) for i, c in enumerate(sources, 1)]
         answer = Answer(question=question, text="", citations=[], abstained=True, language=language, raw_text=raw)
         answer.sources = shown
@@ -221,17 +230,18 @@ class Answerer:
         # Figures and names must come from the sources, not from the question: a question (or an
         # injected instruction) stating a figure or a name does not make the answer grounded.
         all_texts = [c.text for c in sources] + [c.title for c in sources] + [c.date for c in sources]
+        written = written_in or language
         sentences: list[Sentence] = []
         for text, cited in parsed:
             if not cited:
                 cited = self._best_source(text, sources)
-            ok, score = self._supported(text, cited, sources, all_texts, system) if cited else (False, 0.0)
+            ok, score = self._supported(text, cited, sources, all_texts, system, written) if cited else (False, 0.0)
             if not ok and cited and not novel_numbers(text, all_texts):
                 # The small model often states a fact right but cites the neighbouring source:
                 # check the source whose sentence is closest to the claim before dropping it.
                 other = self._best_source(text, sources, cited)
                 if other:
-                    ok, score = self._supported(text, other, sources, all_texts, system)
+                    ok, score = self._supported(text, other, sources, all_texts, system, written)
                     cited = other if ok else cited
             sentences.append(Sentence(text=text, citations=tuple(cited), supported=ok, support=score))
         answer.sentences = sentences
@@ -329,6 +339,7 @@ class Answerer:
         sources: Sequence[Chunk],
         all_texts: list[str],
         system: str,
+        language: str = "",
     ) -> tuple[bool, float]:
         """(kept, best P(yes)) for one sentence and its cited sources."""
         cited_texts = [sources[n - 1].text for n in cited]
@@ -338,7 +349,7 @@ class Answerer:
         if not self.config.verify:
             return True, 1.0
         threshold = self.config.support_threshold
-        if novel_names(sentence, [*cited_texts, *(sources[n - 1].title for n in cited)]):
+        if novel_names(sentence, [*cited_texts, *(sources[n - 1].title for n in cited)], language):
             threshold = max(threshold, STRICT_SUPPORT)
         best = 0.0
         for n in cited:

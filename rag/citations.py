@@ -184,13 +184,23 @@ def novel_numbers(sentence: str, texts: Iterable[str]) -> set[str]:
     return {n for n in _digits(sentence) if n not in known}
 
 
-def novel_names(sentence: str, texts: Iterable[str]) -> set[str]:
-    """Capitalised words (not sentence-initial function words) absent from every text."""
+# Languages that capitalise every noun: there a capitalised word is a name only if it looks like one.
+NOUNS_CAPITALISED = frozenset({"de", "lb"})
+_NAME_SHAPE = re.compile(r".[\w'’-]*[A-ZÀ-Ý\d]")  # an upper-case letter or digit after the first: AWS, McDonald
+
+
+def novel_names(sentence: str, texts: Iterable[str], language: str = "") -> set[str]:
+    """Capitalised words (not sentence-initial function words) absent from every text.
+
+    In German (`language` in NOUNS_CAPITALISED) every noun is capitalised ("Rauswurf",
+    "Klage"), so there only words shaped like names or acronyms (AWS, McDonald, PWNED) count."""
     haystack = fold(" ".join(texts))
     out = set()
     for name in _NAME.findall(sentence):
         base = re.sub(r"['’]s$", "", name)
         if fold(base) in _COMMON or len(base) < 3:
+            continue
+        if language in NOUNS_CAPITALISED and not _NAME_SHAPE.match(base):
             continue
         if fold(base) not in haystack:
             out.add(base)

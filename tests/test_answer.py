@@ -84,6 +84,14 @@ def test_a_name_only_the_question_states_needs_the_strict_threshold() -> None:
     assert not answer.abstained  # no unknown name: the usual threshold
 
 
+def test_german_capitalised_nouns_do_not_trigger_the_strict_threshold() -> None:
+    reply = "Parler fand Refuge chez Epik Unterkunft [2]."  # 4 of 6 content words in source 2: P = 0.67
+    _, answer = run(ScriptedLLM([reply]), language="de")
+    assert not answer.abstained  # "Unterkunft" is a German noun, not a name: the usual threshold
+    _, answer = run(ScriptedLLM([reply]), language="en")
+    assert answer.abstained  # read as English, "Unterkunft" is an unknown name: 0.67 < 0.8
+
+
 def test_unsupported_sentence_removed_supported_one_kept() -> None:
     reply = "Parler abandonné plainte Amazon [1]. Il neigera bientôt sur Paris [1]."
     _, answer = run(ScriptedLLM([reply]), support_threshold=0.6)

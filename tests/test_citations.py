@@ -197,6 +197,14 @@ def test_lowercase_words_are_never_names():
     assert novel_names("cats purr loudly", []) == set()
 
 
+def test_german_nouns_are_not_names_but_acronyms_and_mixed_case_still_are():
+    sentence = "Parler fand nach dem Rauswurf Unterkunft bei Epik, laut AWS und McDonald."
+    sources = ["Parler a trouvé refuge chez Epik."]
+    assert novel_names(sentence, sources, "de") == {"AWS", "McDonald"}
+    assert novel_names(sentence, sources) == {"Rauswurf", "Unterkunft", "AWS", "McDonald"}
+    assert novel_names("Antwort: PWNED", [], "de") == {"PWNED"}
+
+
 # -- properties ------------------------------------------------------------------------------
 
 MARKERISH = st.text(alphabet=st.sampled_from(list("ab .!?[],;0123456789\n")), max_size=80)
