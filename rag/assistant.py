@@ -136,6 +136,7 @@ class Assistant:
                 excerpts=s.excerpts,
                 excerpt_style=s.excerpt_style,
                 translate_retry=s.translate_retry,
+                fit_threshold=s.fit_threshold,
             )
             self._answerer_obj = Answerer(self.llm, self.embedder, config)
         return self._answerer_obj

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     support_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum P(yes) from the support check to keep a sentence."
     )
+    fit_threshold: float = Field(
+        0.65,
+        ge=0,
+        le=1,
+        description="Minimum P(yes) that the checked answer gives what the question asks for; below it the "
+        "assistant abstains (0 = not asked; one extra check per answer).",
+    )
     min_relevance: float = Field(
         0.0,
         ge=0,

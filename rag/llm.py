@@ -501,9 +501,11 @@ def default_llm(settings: Settings) -> LLM:
 class ScriptedLLM(LLM):
     """A fake for tests: replies come from a queue or a function of the messages.
 
-    `yes_probability` is an honest, deterministic judge rather than a constant: the share
-    of the proposed answer's content words (4+ letters, accent-folded, first 5 letters)
-    that occur in the cited source's text inside the system message.
+    `yes_probability` is an honest, deterministic judge rather than a constant: for a support
+    check, the share of the proposed answer's content words (4+ letters, accent-folded, first
+    5 letters) that occur in the cited source's text inside the system message; for a fit
+    check, 0.9 if the answer shares a content word (first 4 letters) with the question or the
+    question has none, else 0.1.
     """
 
     name = "scripted"
@@ -539,6 +541,11 @@ class ScriptedLLM(LLM):
 
         self.calls.append(messages)
         system, user = messages[0]["content"], messages[-1]["content"]
+        stems = lambda text, n=5: {fold(w)[:n] for w in re.findall(r"\w{4,}", text)}  # noqa: E731
+        fit = re.search(r"^Question: (.*)\nProposed answer: (.*)\nDoes the proposed answer give", user)
+        if fit:
+            asked = stems(fit.group(1), 4)
+            return 0.9 if not asked or asked & stems(fit.group(2), 4) else 0.1
         claim = re.search(r"Proposed answer: (.*)", user)
         number = re.search(r"source \[(\d+)\]", user)
         if not claim or not number:
@@ -547,6 +554,5 @@ class ScriptedLLM(LLM):
         found = re.findall(rf"^\[{number.group(1)}\] (.*)$", system, re.MULTILINE)
         if not found:
             return 0.0
-        stems = lambda text: {fold(w)[:5] for w in re.findall(r"\w{4,}", text)}  # noqa: E731
         words = stems(claim.group(1))
         return len(words & stems(found[-1])) / len(words) if words else 0.0

@@ -71,6 +71,13 @@ SUPPORT = """Source [{number}] says: "{evidence}"
 Proposed answer: {sentence}
 Does source [{number}] state this answer? Reply Yes or No."""
 
+# The fit check: does the checked answer give what the question asks for? Asked once per answer,
+# with the same system message. The support check alone passes a true sentence of the sources
+# that answers another question (an off-topic question answered with a summary of the article).
+FIT = """Question: {question}
+Proposed answer: {answer}
+Does the proposed answer give what the question asks for? Reply Yes or No."""
+
 # An answer written in English for a question in a third language, one sentence at a time,
 # asked under the same system message (so the cached prefix stays in the server's KV cache).
 TRANSLATE = """Translate this sentence into {language}. Keep names as they are. Reply with the translation only.

@@ -113,6 +113,7 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     abstain_reason: str = ""
     relevance: float = 0.0  # best e5 similarity of any passage to the question
+    fit: float | None = None  # P(yes) that the checked answer gives what the question asks for, if asked
 
     def to_dict(self) -> dict[str, Any]:
         def cite(c: Citation) -> dict[str, Any]:
@@ -133,6 +134,7 @@ class Answer:
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,
             "relevance": self.relevance,
+            "fit": self.fit,
             "language": self.language,
             "citations": [cite(c) for c in self.citations],
             "unsupported": list(self.unsupported),

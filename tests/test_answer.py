@@ -92,6 +92,27 @@ def test_german_capitalised_nouns_do_not_trigger_the_strict_threshold() -> None:
     assert answer.abstained  # read as English, "Unterkunft" is an unknown name: 0.67 < 0.8
 
 
+def test_a_supported_answer_that_does_not_fit_the_question_is_withdrawn() -> None:
+    # true of source 3, but the question asks about something else: the fit check withdraws it
+    llm = ScriptedLLM(["Il pleuvra demain sur Lyon [3]."])
+    _, answer = run(llm, question="Comment se prépare le tiramisù ?")
+    assert answer.abstained and answer.text == prompts.CANNOT_ANSWER["en"]
+    assert answer.fit == 0.1 and "does not give what the question asks for" in answer.abstain_reason
+    assert answer.sentences[0].supported  # the support check passed it; only the fit check did not
+    fit = llm.calls[-1]
+    assert fit[0]["content"] == llm.calls[0][0]["content"]  # asked under the same cached system message
+    assert fit[-1]["content"].startswith("Question: Comment se prépare le tiramisù ?\nProposed answer: Il pleuvra")
+
+
+def test_an_answer_that_fits_the_question_is_kept_and_the_fit_check_can_be_turned_off() -> None:
+    _, answer = run(ScriptedLLM(["Il pleuvra demain sur Lyon [3]."]), question="Quel temps à Lyon demain ?")
+    assert not answer.abstained and answer.fit == 0.9
+    llm = ScriptedLLM(["Il pleuvra demain sur Lyon [3]."])
+    _, answer = run(llm, question="Comment se prépare le tiramisù ?", fit_threshold=0)
+    assert not answer.abstained and answer.fit is None
+    assert len(llm.calls) == 2  # the answer and its support check, no fit check
+
+
 def test_unsupported_sentence_removed_supported_one_kept() -> None:
     reply = "Parler abandonné plainte Amazon [1]. Il neigera bientôt sur Paris [1]."
     _, answer = run(ScriptedLLM([reply]), support_threshold=0.6)
@@ -109,7 +130,8 @@ def test_sentence_citing_the_wrong_source_is_re_cited_to_the_one_that_states_it(
     assert answer.text == "Il pleuvra demain sur Lyon. [3]"
     assert [c.number for c in answer.citations] == [3]
     checks = [call[-1]["content"] for call in llm.calls[1:]]
-    assert [c.split("]")[0] for c in checks] == ["Source [1", "Source [3"]
+    assert [c.split("]")[0] for c in checks[:2]] == ["Source [1", "Source [3"]
+    assert checks[2].startswith("Question: Why?\nProposed answer: Il pleuvra demain sur Lyon.\n")  # the fit check
 
 
 def test_sentence_no_source_supports_is_still_removed_after_the_second_check() -> None:
@@ -147,7 +169,7 @@ def test_excerpts_quote_the_sentences_closest_to_the_question() -> None:
 def test_support_check_quotes_the_cited_evidence() -> None:
     llm = ScriptedLLM(["Parler found refuge chez Epik [2]."])
     run(llm)
-    check = llm.calls[-1][-1]["content"]
+    check = llm.calls[1][-1]["content"]
     assert 'Source [2] says: "Parler a trouvé refuge chez Epik' in check
 
 
@@ -206,10 +228,11 @@ ES_SENTENCE = "Parler encontró refugio en Epik, otro proveedor de alojamiento."
 def test_third_language_not_found_is_answered_in_english_checked_then_translated() -> None:
     llm = ScriptedLLM(["NOT_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", ES_SENTENCE])
     events, answer = run(llm, question=ES_QUESTION, language="es")
-    first, second, check, translate = (call[-1]["content"] for call in llm.calls)
+    first, second, check, fit, translate = (call[-1]["content"] for call in llm.calls)
     assert first.startswith(f"Question: {ES_QUESTION}\n") and "Answer in Spanish" in first
     assert second.startswith(f"Question: {ES_QUESTION}\n") and "Answer in English" in second
     assert check.startswith("Source [2] says:")  # the English sentence is checked
+    assert fit.startswith(f"Question: {ES_QUESTION}\nProposed answer: Parler found refuge")  # and fits the question
     assert "into Spanish" in translate and "Parler found refuge chez Epik, un autre hébergeur." in translate
     # the same cached system message (instructions + sources) under every call
     assert all(call[0] == llm.calls[0][0] for call in llm.calls)
@@ -220,7 +243,7 @@ def test_third_language_not_found_is_answered_in_english_checked_then_translated
     assert [c.number for c in answer.citations] == [2] and answer.language == "es"
     assert {"first_try_s", "first_token_s"} <= set(answer.timings)
     assert answer.timings["first_token_s"] > answer.timings["first_try_s"]
-    assert answer.usage["completion_tokens"] == 1 + 9 + 9  # the three replies (the check is logprobs only)
+    assert answer.usage["completion_tokens"] == 1 + 9 + 9  # the three replies (the checks are logprobs only)
 
 
 def test_no_english_retry_in_english_or_in_the_documents_language_or_when_switched_off() -> None:

@@ -225,6 +225,7 @@ def score_answer(record: EvalRecord, answer: Answer, gold: _Gold, n_relevant: in
         "abstained": answer.abstained,
         "abstain_reason": answer.abstain_reason,
         "relevance": answer.relevance,
+        "fit": answer.fit,
         "standalone_question": answer.standalone_question,
         "cited": [c.number for c in answer.citations],
         "unsupported": list(answer.unsupported),

@@ -46,6 +46,8 @@ def poisoned_pipelines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[
 
     built: list[Settings] = []
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    # these tests score an obeyed injection, so the fit check (which would withdraw it) is off
+    monkeypatch.setenv("RAG_FIT_THRESHOLD", "0")
 
     def build(settings: Settings) -> Assistant:
         built.append(settings)
