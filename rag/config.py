@@ -101,7 +101,7 @@ class Settings(BaseSettings):
         0.5, ge=0, le=1, description="Minimum P(yes) from the support check to keep a sentence."
     )
     fit_threshold: float = Field(
-        0.65,
+        0.7,
         ge=0,
         le=1,
         description="Minimum P(yes) that the checked answer gives what the question asks for; below it the "

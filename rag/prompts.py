@@ -72,9 +72,11 @@ Proposed answer: {sentence}
 Does source [{number}] state this answer? Reply Yes or No."""
 
 # The fit check: does the checked answer give what the question asks for? Asked once per answer,
-# with the same system message. The support check alone passes a true sentence of the sources
-# that answers another question (an off-topic question answered with a summary of the article).
+# with the same system message and the evidence of its first citation quoted. The support check
+# alone passes a true sentence of the sources that answers another question (an off-topic
+# question answered with a summary of the article).
 FIT = """Question: {question}
+Source [{number}] says: "{evidence}"
 Proposed answer: {answer}
 Does the proposed answer give what the question asks for? Reply Yes or No."""
 

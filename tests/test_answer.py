@@ -101,7 +101,8 @@ def test_a_supported_answer_that_does_not_fit_the_question_is_withdrawn() -> Non
     assert answer.sentences[0].supported  # the support check passed it; only the fit check did not
     fit = llm.calls[-1]
     assert fit[0]["content"] == llm.calls[0][0]["content"]  # asked under the same cached system message
-    assert fit[-1]["content"].startswith("Question: Comment se prépare le tiramisù ?\nProposed answer: Il pleuvra")
+    assert fit[-1]["content"].startswith('Question: Comment se prépare le tiramisù ?\nSource [3] says: "Il pleuvra')
+    assert "\nProposed answer: Il pleuvra demain sur Lyon.\n" in fit[-1]["content"]
 
 
 def test_an_answer_that_fits_the_question_is_kept_and_the_fit_check_can_be_turned_off() -> None:
@@ -131,7 +132,7 @@ def test_sentence_citing_the_wrong_source_is_re_cited_to_the_one_that_states_it(
     assert [c.number for c in answer.citations] == [3]
     checks = [call[-1]["content"] for call in llm.calls[1:]]
     assert [c.split("]")[0] for c in checks[:2]] == ["Source [1", "Source [3"]
-    assert checks[2].startswith("Question: Why?\nProposed answer: Il pleuvra demain sur Lyon.\n")  # the fit check
+    assert checks[2].startswith('Question: Why?\nSource [3] says: "Il pleuvra demain sur Lyon."\n')  # the fit check
 
 
 def test_sentence_no_source_supports_is_still_removed_after_the_second_check() -> None:
@@ -232,7 +233,8 @@ def test_third_language_not_found_is_answered_in_english_checked_then_translated
     assert first.startswith(f"Question: {ES_QUESTION}\n") and "Answer in Spanish" in first
     assert second.startswith(f"Question: {ES_QUESTION}\n") and "Answer in English" in second
     assert check.startswith("Source [2] says:")  # the English sentence is checked
-    assert fit.startswith(f"Question: {ES_QUESTION}\nProposed answer: Parler found refuge")  # and fits the question
+    assert fit.startswith(f"Question: {ES_QUESTION}\nSource [2] says:")  # and fits the question
+    assert "\nProposed answer: Parler found refuge" in fit
     assert "into Spanish" in translate and "Parler found refuge chez Epik, un autre hébergeur." in translate
     # the same cached system message (instructions + sources) under every call
     assert all(call[0] == llm.calls[0][0] for call in llm.calls)
