@@ -16,14 +16,19 @@ The pipeline for one (standalone) question over a list of source chunks:
    - a figure that appears in no source fails it at once (the model's typical invention);
    - otherwise the model is asked, with the same cached system message, whether the cited
      source states the sentence, and P("Yes") must reach the threshold (stricter when the
-     sentence names someone or something its cited source does not mention). Figures and
-     names count as known only if the sources state them: the question does not count;
+     sentence names someone or something its cited source does not mention; in German,
+     where every noun is capitalised, only name- or acronym-shaped words count). Figures
+     and names count as known only if the sources state them: the question does not count;
    - a sentence its cited source does not support is checked once more against the other
      source holding the sentence closest to it (e5): the small model often cites the
      neighbouring passage of the right one. If that source supports it, it is cited instead.
-4. Sentences that pass make `Answer.text`; the rest go to `Answer.unsupported`. No
-   sentence left, or a NOT_FOUND reply, means abstention: the shared "cannot answer"
-   phrase in the question's language and no citations.
+4. The fit check: the sentences that pass are shown to the model once more, beside the
+   question and the evidence of their first citation: does this answer give what the
+   question asks for? Below `fit_threshold` the answer is withdrawn (a sentence can be
+   true of its source and answer another question).
+5. Sentences that pass make `Answer.text`; the rest go to `Answer.unsupported`. No
+   sentence left, a NOT_FOUND reply or a failed fit check means abstention: the shared
+   "cannot answer" phrase in the question's language and no citations.
 
 Deliberately not here: retrieval, follow-up rewriting, language detection (see
 `assistant.py`); this module only turns sources + a question into a checked answer.

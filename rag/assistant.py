@@ -8,9 +8,9 @@ Which passages the model sees:
   gate below.
 - larger sets: the `top_k` passages of hybrid retrieval (dense + BM25, fused).
 
-Abstention has three independent gates, since the 1.5B model alone almost never abstains:
+Abstention has four independent gates, since the 1.5B model alone almost never abstains:
 relevance (the best e5 similarity is below `min_relevance`), the model's own NOT_FOUND,
-and the per-sentence support check in `answer.py`.
+the per-sentence support check and the whole-answer fit check in `answer.py`.
 
 Collaborators are optional (`llm=None, embedder=None, store=None`) and built from
 settings when missing; the embedded LLM server starts only when the first question needs it.
