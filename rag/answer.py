@@ -67,7 +67,8 @@ class AnswerConfig:
     excerpt_style: str = "quotes"  # "quotes": the key sentences in full; "pointers": only their source numbers
     translate_retry: bool = True  # a NOT_FOUND to a question in a third language: answer in English, translate
     # Minimum P(yes) that the checked answer gives what the question asks for (0 = not asked).
-    # On 61 answers of the seed set: 0.60-0.80 for unanswerable questions, 0.66-0.95 for right answers.
+    # On the seed set's answers (benchmarks/fit_check.py): 0.57-0.80 for unanswerable questions, 0.63-0.93
+    # for right answers; 0.7 withdrew 7 of 12 of the first and 1-2 of 30 of the second.
     fit_threshold: float = FIT_THRESHOLD
 
 

@@ -83,7 +83,7 @@ def test_seed_question_in_english(assistant) -> None:  # type: ignore[no-untyped
 def test_seed_question_in_french(assistant) -> None:  # type: ignore[no-untyped-def]
     # Not "Pourquoi Parler a-t-il abandonné sa plainte ?": the model's French answer to it is wrong
     # by the eval's facts (reports/seed-fit2, fr-why-01) and the fit check's P(yes) for it sits at
-    # 0.64-0.72, around the 0.7 threshold, so it is withdrawn in some runs and kept in others.
+    # 0.64-0.75, around the 0.7 threshold, so it is withdrawn in some runs and kept in others.
     answer = assistant.ask("Pourquoi le choix d'Epik n'est-il pas surprenant ?")
     assert not answer.abstained, answer.to_dict()
     assert any("refuge pour l’extrême droite" in c.text for c in answer.citations), answer.to_dict()
