@@ -277,9 +277,13 @@ class Answerer:
         message, with the source sentences closest to the answer in its first cited source quoted)."""
         text = " ".join(s.text for s in kept)
         number = kept[0].citations[0]
-        evidence = " ".join(t for _, t in self.excerpts(text, [sources[number - 1]], k=2)) or sources[number - 1].text
+        evidence = self._evidence(text, sources[number - 1])
         prompt = prompts.FIT.format(question=question, number=number, evidence=evidence, answer=text)
         return self.llm.yes_probability([{"role": "system", "content": system}, {"role": "user", "content": prompt}])
+
+    def _evidence(self, claim: str, source: Chunk) -> str:
+        """What a check quotes of `source`: its two sentences closest to `claim` (all of it without an embedder)."""
+        return " ".join(t for _, t in self.excerpts(claim, [source], k=2)) or source.text
 
     def _abstain(self, answer: Answer, reason: str) -> Answer:
         answer.abstained = True
@@ -379,7 +383,7 @@ class Answerer:
             threshold = max(threshold, STRICT_SUPPORT)
         best = 0.0
         for n in cited:
-            evidence = " ".join(t for _, t in self.excerpts(sentence, [sources[n - 1]], k=2)) or sources[n - 1].text
+            evidence = self._evidence(sentence, sources[n - 1])
             prompt = prompts.SUPPORT.format(evidence=evidence, sentence=sentence, number=n)
             best = max(
                 best,
