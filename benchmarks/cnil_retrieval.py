@@ -45,10 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from embed_cache import CachedE5  # noqa: E402
 
+from rag.config import Settings  # noqa: E402
 from rag.embeddings import Embedder  # noqa: E402
 from rag.ingest import sync_folder  # noqa: E402
 from rag.retrieve import RRF_K, Retriever  # noqa: E402
-from rag.store import ChunkStore  # noqa: E402
+from rag.store import ChunkStore, index_name  # noqa: E402
 
 DATA = Path("/work/shared/bench/cnil_squad.json")
 DEPTH = 50  # chunks retrieved per question: enough to fill 10 distinct pages
@@ -135,14 +136,18 @@ class Built:
     cold: bool  # embedded with the real model, no vector cache
 
 
-def build_index(ds: Dataset, workdir: Path, chunk_tokens: int, embedder: Embedder, cold: bool) -> Built:
+def build_index(
+    ds: Dataset, workdir: Path, chunk_tokens: int, embedder: Embedder, cold: bool, window_tokens: int = 0
+) -> Built:
     folder = workdir / "pages"
     if not folder.exists():
         folder.mkdir(parents=True)
         for name, text in ds.pages:
             (folder / name).write_text(text, encoding="utf-8")
-    store = ChunkStore(path=workdir / f"index-{chunk_tokens}", embedder_name=embedder.name)
-    report = sync_folder(folder, store, embedder, chunk_tokens)
+    store = ChunkStore(
+        path=workdir / f"index-{chunk_tokens}-w{window_tokens}", embedder_name=index_name(embedder.name, window_tokens)
+    )
+    report = sync_folder(folder, store, embedder, chunk_tokens, window_tokens=window_tokens)
     if report.skipped:
         print(f"warning: {len(report.skipped)} pages skipped by the loader: {list(report.skipped)[:3]}")
     chunks = store.chunks()
@@ -335,6 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--chunk-tokens", type=int, default=160)
+    parser.add_argument(
+        "--window-tokens",
+        type=int,
+        default=Settings.model_fields["window_tokens"].default,
+        help="RAG_WINDOW_TOKENS: chunk vectors also embed their window of neighbours (0 = off)",
+    )
     parser.add_argument("--dense-weight", type=float, default=1.0)
     parser.add_argument("--bm25-weight", type=float, default=0.5)
     parser.add_argument("--candidates", type=int, default=30)
@@ -370,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if n not in builts:
                 misses = embedder.misses
                 t = time.perf_counter()
-                built = build_index(ds, work, n, embedder, cold=False)
+                built = build_index(ds, work, n, embedder, cold=False, window_tokens=args.window_tokens)
                 fresh = embedder.misses - misses
                 # a sync whose every chunk was embedded by the real model is a first (cold) run
                 built.cold = fresh > 0 and fresh == built.embedded
@@ -437,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {
         "embedder": embedder.name,
         "chunk_tokens": n,
+        "window_tokens": args.window_tokens,
         "dense_weight": args.dense_weight,
         "bm25_weight": args.bm25_weight,
         "candidates": args.candidates,

@@ -36,7 +36,7 @@ from rag.language import detect
 from rag.llm import LLM, Message, default_llm
 from rag.loaders import LoadError, load_file
 from rag.retrieve import Retriever
-from rag.store import ChunkStore
+from rag.store import ChunkStore, index_name
 from rag.types import Answer, Chunk, IngestReport, Status, Token
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Assistant:
             path=s.index_dir,
             url=s.chroma_url,
             auth_token=s.chroma_auth_token,
-            embedder_name=self.embedder.name,
+            embedder_name=index_name(self.embedder.name, s.window_tokens),
         )
         self._llm = llm
         self._answerer_obj: Answerer | None = None
@@ -151,7 +151,10 @@ class Assistant:
     ) -> IngestReport:
         """Sync a folder (default: settings.docs_dir) into the index; returns what changed."""
         path = Path(folder).expanduser() if folder is not None else self.settings.docs_dir
-        report = sync_folder(path, self.store, self.embedder, self.settings.chunk_tokens, progress, show_bar)
+        s = self.settings
+        report = sync_folder(
+            path, self.store, self.embedder, s.chunk_tokens, progress, show_bar, window_tokens=s.window_tokens
+        )
         if report.changed or not self.retriever.chunks:
             self.retriever.refresh()
         return report

@@ -76,6 +76,7 @@ import numpy as np
 from rag.config import PROJECT_ROOT, Settings
 from rag.embeddings import Embedder
 from rag.eval.metrics import percentile
+from rag.tokens import count_tokens
 
 SP_ZIP = PROJECT_ROOT.parent / "shared" / "bench" / "service_public_fiches_txt.zip"
 RETRIEVAL_QUERIES = 100
@@ -148,7 +149,8 @@ def _get(path: Mapping[str, Any], dotted: str) -> Any:
 
 
 class TimedEmbedder(Embedder):
-    """Delegates to another embedder and adds up the seconds spent embedding passages."""
+    """Delegates to another embedder and adds up the seconds spent embedding passages, and the
+    passages' tokens (chunk texts and window texts alike)."""
 
     def __init__(self, inner: Embedder) -> None:
         self.inner = inner
@@ -156,6 +158,7 @@ class TimedEmbedder(Embedder):
         self.dim = inner.dim
         self.batch_size = inner.batch_size
         self.seconds = 0.0
+        self.tokens = 0
 
     def _embed(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
         started = time.perf_counter()
@@ -164,27 +167,30 @@ class TimedEmbedder(Embedder):
         finally:
             if not is_query:
                 self.seconds += time.perf_counter() - started
+                self.tokens += sum(count_tokens(t) for t in texts)
 
 
 # -- ingestion and retrieval -----------------------------------------------------------------
 
 
-def measure_ingestion(folder: Path, store: Any, embedder: Embedder, chunk_tokens: int, runs: int) -> dict[str, Any]:
+def measure_ingestion(
+    folder: Path, store: Any, embedder: Embedder, chunk_tokens: int, runs: int, window_tokens: int = 0
+) -> dict[str, Any]:
     """A first sync of `folder` into `store` (expected empty), then `runs` syncs of the unchanged folder."""
     from rag.ingest import sync_folder
 
     timed = TimedEmbedder(embedder)
-    report = sync_folder(folder, store, timed, chunk_tokens)
+    report = sync_folder(folder, store, timed, chunk_tokens, window_tokens=window_tokens)
     chunks = store.chunks()
     distinct: dict[str, int] = {}
     for chunk in chunks:
         distinct.setdefault(chunk.text, chunk.tokens)
-    tokens_embedded = sum(distinct.values()) if report.chunks_embedded == len(distinct) else None
+    tokens_embedded = timed.tokens
     seconds = report.seconds
     again = []
     embedded_again = 0
     for _ in range(max(1, runs)):
-        rerun = sync_folder(folder, store, embedder, chunk_tokens)
+        rerun = sync_folder(folder, store, embedder, chunk_tokens, window_tokens=window_tokens)
         again.append(rerun.seconds)
         embedded_again += rerun.chunks_embedded
     index_bytes = disk_usage(store.path) if store.path is not None else None
@@ -507,13 +513,14 @@ def measure_service_public(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Extract the pages (not timed), ingest them into a fresh index, then time retrieval at that size."""
     from rag.retrieve import Retriever
-    from rag.store import ChunkStore
+    from rag.store import ChunkStore, index_name
 
     pages = workdir / "sp-pages"
     count = extract_pages(zip_path, pages, limit)
     _say(log, f"ingesting {count} Service-Public pages into a fresh index")
-    store = ChunkStore(collection="bench-sp", path=workdir / "sp-index", embedder_name=embedder.name)
-    ingestion = measure_ingestion(pages, store, embedder, settings.chunk_tokens, runs)
+    name = index_name(embedder.name, settings.window_tokens)
+    store = ChunkStore(collection="bench-sp", path=workdir / "sp-index", embedder_name=name)
+    ingestion = measure_ingestion(pages, store, embedder, settings.chunk_tokens, runs, settings.window_tokens)
     ingestion["pages_in_zip_used"] = count
     retriever = Retriever(store, embedder, settings.candidates, settings.dense_weight, settings.bm25_weight)
     _say(log, f"retrieval latency over {len(retriever.chunks)} chunks")
@@ -587,7 +594,12 @@ def run_bench(options: BenchOptions, settings: Settings | None = None, log: Text
         results["meta"]["embedder"] = assistant.embedder.name
         _say(log, f"ingesting {seed_settings.docs_dir} into a fresh index")
         results["ingestion"]["seeds"] = measure_ingestion(
-            seed_settings.docs_dir, assistant.store, assistant.embedder, seed_settings.chunk_tokens, runs
+            seed_settings.docs_dir,
+            assistant.store,
+            assistant.embedder,
+            seed_settings.chunk_tokens,
+            runs,
+            seed_settings.window_tokens,
         )
         assistant.retriever.refresh()
         queries = pick_queries(assistant.retriever.chunks, questions)

@@ -35,7 +35,7 @@ from rag.chunking import chunk_document
 from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.loaders import LoadError, iter_files, load_file
-from rag.store import ChunkStore, WriteLock, text_sha
+from rag.store import ChunkStore, WriteLock, vector_sha
 from rag.types import Chunk, Document, IngestReport
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,12 @@ def sync_folder(
     progress: Progress | None = None,
     show_bar: bool = False,
     flush_chunks: int = 256,
+    window_tokens: int = 0,
 ) -> IngestReport:
-    """Make the store hold exactly the current supported files of `folder`."""
+    """Make the store hold exactly the current supported files of `folder`.
+
+    `window_tokens` > 0: each chunk's vector also embeds its window of neighbouring chunks
+    (see `rag.chunking.with_windows`); the store must be named for it (`rag.store.index_name`)."""
     if not folder.is_dir():
         raise RagError(f"Document folder {str(folder)!r} does not exist or is not a folder. Check RAG_DOCS_DIR.")
     started = time.perf_counter()
@@ -120,7 +124,7 @@ def sync_folder(
                     report.removed.append(rel)
                 continue
             doc = _with_source(doc, source, sha)
-            chunks = chunk_document(doc, chunk_tokens)
+            chunks = chunk_document(doc, chunk_tokens, window_tokens)
             (report.updated if rel in indexed else report.added).append(rel)
             pending.docs.append((rel, sha, chunks))
             if pending.size >= flush_chunks:
@@ -161,15 +165,19 @@ def _flush(pending: _Pending, store: ChunkStore, embedder: Embedder, source: str
 
 
 def _vectors(chunks: list[Chunk], store: ChunkStore, embedder: Embedder, report: IngestReport) -> np.ndarray:
-    """Vectors of `chunks`: stored ones are reused by text sha256, each new text is embedded once."""
-    shas = [text_sha(c.text) for c in chunks]
-    known = store.embeddings_by_text(shas)
-    missing = list(dict.fromkeys(c.text for c, s in zip(chunks, shas, strict=True) if s not in known))
-    if missing:
-        for text, vec in zip(missing, embedder.embed_passages(missing), strict=True):
-            known[text_sha(text)] = vec
-    report.chunks_embedded += len(missing)
-    return np.vstack([known[s] for s in shas])
+    """Vectors of `chunks`: stored ones are reused by `vector_sha`, each new text is embedded once.
+
+    A chunk with a window (`context`) gets the mean of its text's and its window's unit vectors."""
+    keys = [vector_sha(c) for c in chunks]
+    known = store.embeddings_by_text(keys)
+    todo = {k: c for c, k in zip(chunks, keys, strict=True) if k not in known}
+    texts = list(dict.fromkeys(t for c in todo.values() for t in (c.text, c.context) if t))
+    if texts:
+        vecs = dict(zip(texts, embedder.embed_passages(texts), strict=True))
+        for key, c in todo.items():
+            known[key] = (vecs[c.text] + vecs[c.context]) / 2 if c.context else vecs[c.text]
+    report.chunks_embedded += len(todo)
+    return np.vstack([known[k] for k in keys])
 
 
 def _bar(total: int, show: bool) -> Any:

@@ -55,6 +55,18 @@ def text_sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def vector_sha(chunk: Chunk) -> str:
+    """sha256 of what a chunk's vector embeds: its text, and its window's text if it has one
+    (a chunk whose neighbour changed needs a new vector even if its own text did not)."""
+    return text_sha(chunk.text if not chunk.context else f"{chunk.text}\x00{chunk.context}")
+
+
+def index_name(embedder_name: str, window_tokens: int = 0) -> str:
+    """What the collection records as its vector space: the embedder, and the window size when
+    chunk vectors also embed their window (vectors of another window size do not mix)."""
+    return f"{embedder_name}+window{window_tokens}" if embedder_name and window_tokens > 0 else embedder_name
+
+
 def _version(chunk: Chunk) -> tuple[str, str, str]:
     return (chunk.source, chunk.doc_path, chunk.doc_sha256)
 
@@ -70,7 +82,7 @@ def chunk_metadata(chunk: Chunk, doc_chunks: int = 0) -> dict[str, Any]:
         "position": chunk.position,
         "doc_sha256": chunk.doc_sha256,
         "doc_chunks": doc_chunks,
-        "text_sha256": text_sha(chunk.text),
+        "text_sha256": vector_sha(chunk),  # the key for reusing its vector: see `vector_sha`
         "tokens": chunk.tokens,
         "source": chunk.source,
     }
@@ -135,7 +147,11 @@ class ChunkStore:
         self.path = path
         self.name = collection
         self.embedder_name = embedder_name
-        meta: dict[str, Any] = {"hnsw:space": "cosine", "hnsw:sync_threshold": _SYNC_THRESHOLD}
+        # inner product: a chunk's vector is the mean of two unit vectors (its own text's and its
+        # window's, see rag/ingest.py), whose dot product with a unit query is the mean of the two
+        # cosines; cosine space would renormalise it and favour chunks of long documents. Unit
+        # vectors score the same in both. A collection created before keeps its space.
+        meta: dict[str, Any] = {"hnsw:space": "ip", "hnsw:sync_threshold": _SYNC_THRESHOLD}
         if embedder_name:
             meta["embedder"] = embedder_name
         try:
@@ -146,7 +162,12 @@ class ChunkStore:
         if embedder_name and stored and stored != embedder_name:
             raise StoreError(
                 f"The collection {collection!r} was built with the embedder {stored!r}, not {embedder_name!r}. "
-                "Use another collection (RAG_COLLECTION) or re-ingest into an empty index."
+                "Use another collection (RAG_COLLECTION) or re-ingest into an empty index"
+                + (
+                    " (or set RAG_WINDOW_TOKENS to the window size it was built with, 0 for none)."
+                    if stored.split("+window")[0] == embedder_name.split("+window")[0]
+                    else "."
+                )
             )
 
     # -- reads ---------------------------------------------------------------------------
@@ -194,7 +215,7 @@ class ChunkStore:
         return out
 
     def embeddings_by_text(self, shas: Sequence[str]) -> dict[str, np.ndarray]:
-        """Stored embeddings of chunks whose text has one of these sha256: re-embedding is skipped."""
+        """Stored vectors of chunks whose `vector_sha` is one of these: re-embedding is skipped."""
         found: dict[str, np.ndarray] = {}
         wanted = list(dict.fromkeys(shas))
         for i in range(0, len(wanted), 500):

@@ -47,6 +47,9 @@ class Chunk:
     doc_sha256: str = ""
     tokens: int = 0
     source: str = ""  # the folder the document was ingested from
+    # the text of the window of neighbouring chunks this chunk's retrieval vector also embeds
+    # ("" = the chunk alone); set at ingest, not stored (see rag/chunking.py `with_windows`)
+    context: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.chunking import chunk_document, chunk_id, sentence_spans
+from rag.chunking import chunk_document, chunk_id, sentence_spans, windows
 from rag.loaders import load_file
 from rag.tokens import count_tokens
 from rag.types import Chunk, Document
@@ -368,3 +368,37 @@ def test_property_sentence_spans_trimmed_ordered_nonblank(text):
 def test_property_chunking_deterministic(text, max_tokens):
     doc = make_doc(text)
     assert chunk_document(doc, max_tokens) == chunk_document(doc, max_tokens)
+
+
+# -- windows of neighbouring chunks (retrieval context) ---------------------------------------
+
+
+def _doc(text: str) -> Document:
+    return Document(path="w.txt", title="w", text=text, sha256="x")
+
+
+def test_windows_group_consecutive_chunks_within_the_budget():
+    chunks = chunk_document(_doc(" ".join(SENTENCES)), 12)
+    groups = windows(chunks, 25)
+    assert [i for g in groups for i in g] == list(range(len(chunks)))  # each chunk once, in order
+    for group in groups:
+        assert len(group) == 1 or sum(chunks[i].tokens for i in group) <= 25
+    assert any(len(g) > 1 for g in groups)
+
+
+def test_chunks_get_their_window_text_as_context_and_keep_their_own_text():
+    text = " ".join(SENTENCES)
+    plain = chunk_document(_doc(text), 12)
+    windowed = chunk_document(_doc(text), 12, window_tokens=25)
+    assert [c.text for c in windowed] == [c.text for c in plain]  # what the model is given is unchanged
+    assert all(c.context == "" for c in plain)
+    with_context = [c for c in windowed if c.context]
+    assert with_context
+    for chunk in with_context:
+        assert chunk.text in chunk.context
+        assert chunk.context in text and len(chunk.context) > len(chunk.text)
+
+
+def test_a_chunk_alone_in_its_window_has_no_context():
+    windowed = chunk_document(_doc("One short sentence only."), 160, window_tokens=320)
+    assert len(windowed) == 1 and windowed[0].context == ""

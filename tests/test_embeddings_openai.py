@@ -158,5 +158,7 @@ def test_assistant_uses_the_server_and_the_collection_refuses_another_embedder(
     assert assistant.ingest().chunks_added > 0
     hits = assistant.retriever.search("Epik hébergeur Parler", 3)
     assert any("Epik" in h.chunk.text for h in hits)
-    with pytest.raises(StoreError, match=r"built with the embedder 'fake-e5', not 'test/hash-embedder'"):
+    with pytest.raises(
+        StoreError, match=r"built with the embedder 'fake-e5\+window320', not 'test/hash-embedder\+window320'"
+    ):
         Assistant(settings, llm=ScriptedLLM(), embedder=HashEmbedder())

@@ -402,3 +402,55 @@ def test_progress_callback_counts_files_to_do(docs, chunk_store, hash_embedder):
     calls: list[tuple[int, int, str]] = []
     sync_folder(docs, chunk_store, hash_embedder, chunk_tokens=TOKENS, progress=lambda *a: calls.append(a))
     assert [(done, total) for done, total, _ in calls] == [(1, 3), (2, 3), (3, 3)]
+
+
+# -- window vectors ------------------------------------------------------------------------
+
+
+def test_a_windowed_chunk_is_stored_with_the_mean_of_its_text_and_window_vectors(tmp_path, chunk_store, hash_embedder):
+    import numpy as np
+
+    from rag.store import vector_sha
+
+    folder = tmp_path / "w"
+    folder.mkdir()
+    text = "Volcanoes erupt burning lava. Villages evacuate quickly. Farmers harvest grapes."
+    (folder / "a.txt").write_text(text, encoding="utf-8")
+    sync_folder(folder, chunk_store, hash_embedder, chunk_tokens=TOKENS, window_tokens=2 * TOKENS)
+    from dataclasses import replace
+
+    doc = replace(load_file(folder / "a.txt", folder), source=source_key(folder), sha256=file_sha256(folder / "a.txt"))
+    windowed = [c for c in chunk_document(doc, TOKENS, 2 * TOKENS) if c.context]
+    assert windowed
+    for chunk in windowed:
+        stored = chunk_store.embeddings_by_text([vector_sha(chunk)])[vector_sha(chunk)]
+        own, window = hash_embedder.embed_passages([chunk.text, chunk.context])
+        np.testing.assert_allclose(stored, (own + window) / 2, atol=1e-6)
+        assert not np.allclose(stored, own)
+
+
+def test_editing_a_neighbour_re_embeds_the_unchanged_chunk_of_its_window_only(tmp_path, chunk_store, counting_embedder):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    parts = [f"Sentence {i} tells something about lava number {i}." for i in range(4)]
+    (folder / "a.txt").write_text(" ".join(parts), encoding="utf-8")
+    sync_folder(folder, chunk_store, counting_embedder, chunk_tokens=TOKENS, window_tokens=2 * TOKENS)
+    before = {c.position: c for c in chunk_store.chunks()}
+    vectors_before = chunk_store.collection.get(include=["embeddings"])
+    parts[3] = "Sentence 3 now says something else entirely about lava."
+    (folder / "a.txt").write_text(" ".join(parts), encoding="utf-8")
+    counting_embedder.embedded.clear()
+    report = sync_folder(folder, chunk_store, counting_embedder, chunk_tokens=TOKENS, window_tokens=2 * TOKENS)
+    after = {c.position: c for c in chunk_store.chunks()}
+    assert [after[p].text for p in (0, 1, 2)] == [before[p].text for p in (0, 1, 2)]
+    # windows are (0, 1) and (2, 3): chunk 2's own text is unchanged but its window is not
+    assert report.chunks_embedded == 2
+    embedded = " ".join(counting_embedder.embedded)
+    assert parts[0] not in embedded and parts[1] not in embedded and parts[3] in embedded
+    vectors_after = chunk_store.collection.get(include=["embeddings"])
+    old = dict(zip(vectors_before["ids"], vectors_before["embeddings"], strict=True))
+    new = dict(zip(vectors_after["ids"], vectors_after["embeddings"], strict=True))
+    first = [c.id for c in chunk_store.chunks() if c.position in (0, 1)]
+    third = next(c.id for c in chunk_store.chunks() if c.position == 2)
+    assert all(list(old[i]) == list(new[i]) for i in first)
+    assert list(old[third]) != list(new[third])

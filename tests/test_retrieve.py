@@ -242,3 +242,40 @@ def test_french_corpus_uses_french_bm25(chunk_store, hash_embedder):
     assert retriever.language == "fr"
     # "éruption" / "volcan" only match "éruptions" / "volcans" through stemming
     assert retriever.search("une éruption du volcan", 1)[0].chunk.doc_path == "fr0.txt"
+
+
+# -- window vectors (multi-granularity) ------------------------------------------------------
+
+
+def _sync(tmp_path, store, embedder, window_tokens):  # type: ignore[no-untyped-def]
+    from rag.ingest import sync_folder
+
+    folder = tmp_path / f"docs{window_tokens}"
+    folder.mkdir()
+    # the question's two topics sit in neighbouring sentences of one file, and one of them
+    # alone in another file: only the windowed vector of "Permits ..." knows about volcanoes
+    (folder / "volcano.txt").write_text("Volcanoes erupt lava near villages.\nPermits expire yearly.", encoding="utf-8")
+    (folder / "fishing.txt").write_text("Fishing licences differ.\nPermits expire monthly.", encoding="utf-8")
+    sync_folder(folder, store, embedder, chunk_tokens=8, window_tokens=window_tokens)
+    return Retriever(store, embedder, dense_weight=1.0, bm25_weight=0.0)
+
+
+def test_a_chunk_is_found_through_the_window_it_belongs_to(tmp_path, make_chunk_store, hash_embedder):
+    from rag.store import index_name
+
+    query = "When do volcano permits expire?"
+    plain = _sync(tmp_path, make_chunk_store("plain", embedder_name=hash_embedder.name), hash_embedder, 0)
+    windowed_store = make_chunk_store("windowed", embedder_name=index_name(hash_embedder.name, 16))
+    windowed = _sync(tmp_path, windowed_store, hash_embedder, 16)
+    permits = [h.chunk for h in windowed.search(query, 4) if h.chunk.text.startswith("Permits")]
+    assert permits[0].doc_path == "volcano.txt"  # the volcano file's permits rank first
+
+    def permit_scores(retriever: Retriever) -> dict[str, float]:
+        found = retriever.store.query(hash_embedder.embed_query(query), 4)
+        return {c.doc_path: s for c, s in found if c.text.startswith("Permits")}
+
+    plain_scores, windowed_scores = permit_scores(plain), permit_scores(windowed)
+    # without windows the two "Permits" chunks are nearly tied; the window lifts the volcano one
+    assert windowed_scores["volcano.txt"] > windowed_scores["fishing.txt"]
+    gap = windowed_scores["volcano.txt"] - windowed_scores["fishing.txt"]
+    assert gap > plain_scores["volcano.txt"] - plain_scores["fishing.txt"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag.errors import IndexLockedError, StoreError
-from rag.store import PARTIAL, ChunkStore, WriteLock, chunk_metadata, text_sha
+from rag.store import PARTIAL, ChunkStore, WriteLock, chunk_metadata, index_name, text_sha
 from rag.types import Chunk
 
 SRC_A = "/docs/a"
@@ -359,3 +359,21 @@ def test_write_lock_reports_a_writer_that_died_holding_it(tmp_path):
 def test_write_locks_on_different_folders_do_not_conflict(tmp_path):
     with WriteLock(tmp_path / "one"), WriteLock(tmp_path / "two"):
         pass
+
+
+def test_new_collections_score_by_inner_product_so_mean_vectors_are_not_renormalised(chunk_store):
+    assert chunk_store.collection.metadata["hnsw:space"] == "ip"
+
+
+def test_index_name_records_the_window_size():
+    assert index_name("e5", 0) == "e5"
+    assert index_name("e5", 320) == "e5+window320"
+
+
+def test_a_window_size_mismatch_says_which_setting_reopens_the_index(make_chunk_store):
+    make_chunk_store("w", embedder_name=index_name("model-a", 0))
+    with pytest.raises(StoreError, match=r"'model-a'.*'model-a\+window320'.*RAG_WINDOW_TOKENS"):
+        make_chunk_store("w", embedder_name=index_name("model-a", 320))
+    with pytest.raises(StoreError) as other_model:
+        make_chunk_store("w", embedder_name=index_name("model-b", 0))
+    assert "RAG_WINDOW_TOKENS" not in str(other_model.value)
