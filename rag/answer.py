@@ -263,6 +263,7 @@ class Answerer:
             # Each sentence may be true of its source and still not answer the question.
             answer.fit = self.fits(question, kept, sources, system)
             if answer.fit < self.config.fit_threshold:
+                answer.withdrawn = [s.text for s in kept]
                 return self._abstain(
                     answer, f"the answer does not give what the question asks for (P(yes) {answer.fit:.2f})"
                 )

@@ -18,12 +18,14 @@ Where the sources travel (extra fields, ignored by clients that do not know them
   markers), and the response has three extra top-level fields:
   `sources`: [{number, text, document: {path, title, date}, start, end, chunk_id, supported}]
   (the passages the [n] markers point to; `start/end` are character offsets in the document),
-  `abstained` (bool) and `unsupported` (sentences removed by the support check).
+  `abstained` (bool), `unsupported` (sentences removed by the support check) and `withdrawn`
+  (sentences true of their sources but withdrawn, with the whole answer, by the fit check:
+  they did not give what the question asks for).
 - Streaming: the content deltas are the model's tokens live, as it writes them (before the
   checks). The final chunk before `data: [DONE]` has `finish_reason: "stop"` and the extra
   top-level fields `rag_answer` (the checked answer: what to display once the stream ends,
   since sentences may have been removed or the answer turned into an abstention), `sources`,
-  `abstained` and `unsupported`. With `--stream-mode checked` the server instead waits for
+  `abstained`, `unsupported` and `withdrawn`. With `--stream-mode checked` the server instead waits for
   the checks and streams only the checked answer as content (for chat tools that only show
   content); the final chunk is the same.
 
@@ -118,11 +120,12 @@ def split_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str
 
 
 def sources_fields(answer: Answer) -> dict[str, Any]:
-    """The documented extra fields: sources, abstained, unsupported."""
+    """The documented extra fields: sources, abstained, unsupported, withdrawn."""
     return {
         "sources": answer.to_dict()["citations"],
         "abstained": answer.abstained,
         "unsupported": list(answer.unsupported),
+        "withdrawn": list(answer.withdrawn),
     }
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from rag.errors import RagError
 from rag.loaders import display_name
+from rag.prompts import WITHDRAWN_NOTE
 from rag.types import Answer, Status, Token
 
 if TYPE_CHECKING:
@@ -41,6 +42,10 @@ def print_answer(answer: Answer, out: TextIO) -> None:
     if answer.unsupported:
         out.write("\nRemoved (not supported by the sources):\n")
         for sentence in answer.unsupported:
+            out.write(f"  - {sentence}\n")
+    if answer.withdrawn:
+        out.write(f"\n{WITHDRAWN_NOTE}:\n")
+        for sentence in answer.withdrawn:
             out.write(f"  - {sentence}\n")
     if answer.citations:
         out.write("\nSources:\n")

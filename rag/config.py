@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         ge=0,
         le=2000,
         description="Each chunk's retrieval vector also embeds the window of neighbouring chunks it belongs to "
-        "(at most this many tokens; 0 = the chunk alone). Measured on CNIL: page hit@5 0.816 -> see README. "
+        "(at most this many tokens; 0 = the chunk alone). CNIL page hit@5, fused: 0.816 without, 0.855 with. "
         "Names the index: changing it needs an empty index.",
     )
     top_k: int = Field(5, ge=1, le=50, description="Passages given to the model on the retrieval path.")

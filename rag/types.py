@@ -109,6 +109,9 @@ class Answer:
     language: str = "en"
     sentences: list[Sentence] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
+    # sentences each supported by its source but withdrawn because, together, they did not give
+    # what the question asks for (the fit check); only set when the answer abstained for that
+    withdrawn: list[str] = field(default_factory=list)
     raw_text: str = ""  # what the model wrote, before checks
     standalone_question: str = ""  # the question after follow-up rewriting
     sources: list[Citation] = field(default_factory=list)  # every passage shown to the model
@@ -141,6 +144,7 @@ class Answer:
             "language": self.language,
             "citations": [cite(c) for c in self.citations],
             "unsupported": list(self.unsupported),
+            "withdrawn": list(self.withdrawn),
             "sentences": [
                 {"text": x.text, "citations": list(x.citations), "supported": x.supported, "support": x.support}
                 for x in self.sentences

@@ -54,6 +54,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 import gradio as gr
 
 from rag.errors import RagError
+from rag.prompts import WITHDRAWN_NOTE
 from rag.types import Answer, Citation, Status, Token
 
 if TYPE_CHECKING:
@@ -250,6 +251,9 @@ def format_answer(answer: Answer, turn: int | None = None, model: str = "") -> s
     if answer.unsupported:
         removed = "<br>".join(f"<del>{_one_line(escape_answer_text(s))}</del>" for s in answer.unsupported)
         parts.append(f"⚠️ <strong>Removed (not supported by the sources):</strong><br>{removed}")
+    if answer.withdrawn:
+        withdrawn = "<br>".join(f"<del>{_one_line(escape_answer_text(s))}</del>" for s in answer.withdrawn)
+        parts.append(f"⚠️ <strong>{WITHDRAWN_NOTE}:</strong><br>{withdrawn}")
     small = " · ".join(p for p in (format_timings(answer.timings), escape_text(model)) if p)
     if small:
         parts.append(f'<small class="small-print">{small}</small>')
@@ -383,6 +387,9 @@ def format_evidence(answer: Answer, turn: int, assistant: Any = None) -> str:
             '<div class="ev-removed">⚠️ Removed from the answer, because the cited passage did not support them:'
             f"<ul>{removed}</ul></div>"
         )
+    if answer.withdrawn:
+        withdrawn = "".join(f"<li><del>{html.escape(_one_line(s))}</del></li>" for s in answer.withdrawn)
+        body.append(f'<div class="ev-removed">⚠️ {WITHDRAWN_NOTE}:<ul>{withdrawn}</ul></div>')
     return f'<details class="ev-turn" open><summary>Q{turn}: {question}</summary>{"".join(body)}</details>'
 
 
@@ -549,6 +556,7 @@ def make_ask_handler(assistant: Any) -> AskHandler:
             "sources": [api_source(c) for c in answer.citations],
             "abstained": answer.abstained,
             "unsupported": list(answer.unsupported),
+            "withdrawn": list(answer.withdrawn),
         }
         return answer.text, details
 

@@ -99,6 +99,8 @@ def test_a_supported_answer_that_does_not_fit_the_question_is_withdrawn() -> Non
     assert answer.abstained and answer.text == prompts.CANNOT_ANSWER["en"]
     assert answer.fit == 0.1 and "does not give what the question asks for" in answer.abstain_reason
     assert answer.sentences[0].supported  # the support check passed it; only the fit check did not
+    assert answer.withdrawn == ["Il pleuvra demain sur Lyon."] and answer.unsupported == []
+    assert answer.to_dict()["withdrawn"] == answer.withdrawn
     fit = llm.calls[-1]
     assert fit[0]["content"] == llm.calls[0][0]["content"]  # asked under the same cached system message
     assert fit[-1]["content"].startswith('Question: Comment se prépare le tiramisù ?\nSource [3] says: "Il pleuvra')
@@ -107,7 +109,7 @@ def test_a_supported_answer_that_does_not_fit_the_question_is_withdrawn() -> Non
 
 def test_an_answer_that_fits_the_question_is_kept_and_the_fit_check_can_be_turned_off() -> None:
     _, answer = run(ScriptedLLM(["Il pleuvra demain sur Lyon [3]."]), question="Quel temps à Lyon demain ?")
-    assert not answer.abstained and answer.fit == 0.9
+    assert not answer.abstained and answer.fit == 0.9 and answer.withdrawn == []
     llm = ScriptedLLM(["Il pleuvra demain sur Lyon [3]."])
     _, answer = run(llm, question="Comment se prépare le tiramisù ?", fit_threshold=0)
     assert not answer.abstained and answer.fit is None

@@ -62,7 +62,7 @@ def test_non_streaming_answer_carries_its_sources(make_client) -> None:  # type:
     message = data["choices"][0]["message"]
     assert message["role"] == "assistant" and message["content"].endswith("[1]")
     assert data["choices"][0]["finish_reason"] == "stop"
-    assert data["abstained"] is False and data["unsupported"] == []
+    assert data["abstained"] is False and data["unsupported"] == [] and data["withdrawn"] == []
     [source] = data["sources"]
     assert source["number"] == 1 and source["supported"] is True
     assert source["document"]["path"] == "000_1d7c1f8b7bb62d9d.txt" and source["document"]["date"] == "2021-03"

@@ -67,3 +67,24 @@ def test_errors_are_one_line_messages(fake_cli, capsys) -> None:  # type: ignore
     code, _ = run("ask", "   ")
     assert code == 1
     assert capsys.readouterr().err.startswith("Error: The question is empty")
+
+
+def test_print_answer_lists_sentences_the_fit_check_withdrew() -> None:
+    import io
+
+    from rag.cli import print_answer
+    from rag.types import Answer
+
+    out = io.StringIO()
+    withdrawn = Answer(
+        question="Who is Parler popular with?",
+        text="The documents do not say.",
+        citations=[],
+        abstained=True,
+        withdrawn=["Parler is popular with the far right."],
+    )
+    print_answer(withdrawn, out)
+    printed = out.getvalue()
+    assert printed.startswith("The documents do not say.\n")
+    assert "Withdrawn (true of the sources, but judged not to answer the question):\n" in printed
+    assert "  - Parler is popular with the far right.\n" in printed

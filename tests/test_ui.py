@@ -148,6 +148,17 @@ def test_format_answer_marks_unsupported() -> None:
     assert out.index("state court [1]") < out.index("Removed")
 
 
+def test_an_answer_withdrawn_by_the_fit_check_shows_its_sentences_struck_through_and_escaped() -> None:
+    withdrawn = answer(
+        text="The documents do not say.", citations=[], abstained=True, withdrawn=[f"Parler is popular <b>{EVIL}</b>."]
+    )
+    for out in (ui.format_answer(withdrawn), ui.format_evidence(withdrawn, 1)):
+        assert "Withdrawn (true of the sources, but judged not to answer the question)" in out
+        assert "<del>Parler is popular &lt;b&gt;" in out and "<b>" not in out and "<script" not in out
+    assert ui.format_answer(withdrawn).startswith('<div class="abstain">')  # still an abstention first
+    assert "Withdrawn" not in ui.format_answer(answer())
+
+
 # --- the app and its chat handler --------------------------------------------------
 
 
