@@ -162,9 +162,10 @@ class ChunkStore:
         if embedder_name and stored and stored != embedder_name:
             raise StoreError(
                 f"The collection {collection!r} was built with the embedder {stored!r}, not {embedder_name!r}. "
-                "Use another collection (RAG_COLLECTION) or re-ingest into an empty index"
+                "Use another collection (RAG_COLLECTION) or re-ingest into an empty index "
+                f"(RAG_INDEX_DIR, or delete this one: {self.location})"
                 + (
-                    " (or set RAG_WINDOW_TOKENS to the window size it was built with, 0 for none)."
+                    ", or set RAG_WINDOW_TOKENS to the window size it was built with (0 for none)."
                     if stored.split("+window")[0] == embedder_name.split("+window")[0]
                     else "."
                 )

@@ -66,12 +66,18 @@ def build_baseline(assistant: Assistant, folder: Path) -> Pipeline:
     return BaselinePipeline(folder, assistant.embedder, assistant.llm, context_window=assistant.settings.llm_ctx)
 
 
+def _index_folder(settings: Settings) -> str:
+    """One cached index per window size: vectors of two window sizes never share a collection."""
+    return f"index-window{settings.window_tokens}" if settings.window_tokens else "index"
+
+
 def squad_settings(squad: Path, base: Settings | None = None) -> tuple[Settings, Path]:
     """Settings for a SQuAD set's own index (cached, so a re-run embeds nothing new)."""
     base = base or Settings()
     root = base.cache_dir / "eval" / squad.stem
     pages = root / "pages"
-    settings = base.model_copy(update={"index_dir": root / "index", "docs_dir": pages, "collection": SQUAD_COLLECTION})
+    index = root / _index_folder(base)
+    settings = base.model_copy(update={"index_dir": index, "docs_dir": pages, "collection": SQUAD_COLLECTION})
     return settings, pages
 
 
@@ -82,7 +88,8 @@ def docs_settings(docs: Path, base: Settings | None = None) -> Settings:
     stem = re.sub(r"[^\w.-]+", "_", f"{resolved.parent.name}-{resolved.name}").strip("._") or "docs"
     key = hashlib.sha1(str(resolved).encode("utf-8")).hexdigest()[:8]
     root = base.cache_dir / "eval" / f"docs-{stem}-{key}"
-    return base.model_copy(update={"index_dir": root / "index", "docs_dir": resolved, "collection": DOCS_COLLECTION})
+    index = root / _index_folder(base)
+    return base.model_copy(update={"index_dir": index, "docs_dir": resolved, "collection": DOCS_COLLECTION})
 
 
 def evaluate(

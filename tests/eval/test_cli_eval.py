@@ -74,3 +74,17 @@ def test_eval_bad_set_is_an_error(
     code, _ = run("--set", str(bad))
     assert code == 1
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_cached_eval_indexes_are_kept_apart_per_window_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rag.config import Settings
+    from rag.eval.pipelines import docs_settings, squad_settings
+
+    plain = Settings(cache_dir=tmp_path, window_tokens=0)
+    windowed = Settings(cache_dir=tmp_path, window_tokens=320)
+    squad = tmp_path / "cnil_squad.json"
+    assert squad_settings(squad, plain)[0].index_dir == tmp_path / "eval" / "cnil_squad" / "index"
+    assert squad_settings(squad, windowed)[0].index_dir == tmp_path / "eval" / "cnil_squad" / "index-window320"
+    assert docs_settings(tmp_path, plain).index_dir.name == "index"
+    assert docs_settings(tmp_path, windowed).index_dir.name == "index-window320"
+    assert docs_settings(tmp_path, plain).index_dir.parent == docs_settings(tmp_path, windowed).index_dir.parent
