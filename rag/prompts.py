@@ -11,10 +11,10 @@ from __future__ import annotations
 
 NOT_FOUND_TOKEN = "NOT_FOUND"
 
-# One "the documents do not say" sentence per language, shared by prompt, UI and tests.
-# shown (UI, CLI) above the sentences the fit check withdrew, struck through
+# Shown (UI, CLI) above the sentences the fit check withdrew, struck through.
 WITHDRAWN_NOTE = "Withdrawn (true of the sources, but judged not to answer the question)"
 
+# One "the documents do not say" sentence per language, shared by prompt, UI and tests.
 CANNOT_ANSWER = {
     "en": "The documents do not say.",
     "fr": "Les documents ne le disent pas.",

@@ -128,7 +128,8 @@ class Retriever:
         return sum(c.tokens for c in self.chunks)
 
     def relevance(self, query: str) -> float:
-        """Best cosine similarity (e5) between the query and any stored chunk; 0 if empty."""
+        """Best dense score between the query and any stored chunk (e5 cosine; with windows, the
+        mean of the chunk's and its window's cosines); 0 if empty."""
         if not self._by_id:
             return 0.0
         best = self.store.query(self.embedder.embed_query(query), 1)

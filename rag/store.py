@@ -3,7 +3,8 @@
 The store holds one collection per document set. Each record is one chunk: its id, its
 embedding (computed by us: Chroma's default embedding function downloads a model and
 fails offline), its text, and flat metadata (document path, title, date, char span,
-position, the document's sha256 and the chunk text's sha256).
+position, the document's sha256 and the sha256 of what its vector embeds: the chunk text, and
+its window's text when it has one, see `vector_sha`).
 
 The store is also the sync manifest: `manifest()` reads back {path: {sha256, ...}} from
 the chunk metadata, so the record of what is indexed can never disagree with what is
@@ -16,8 +17,9 @@ full record (vector, text, metadata) to Chroma's log and full-text index each ti
 collections save their vector index every 100 records, which bounds that log (see
 `_SYNC_THRESHOLD`); an index re-ingested unchanged does not grow by a byte.
 
-The collection records which embedding model filled it; opening it with another model
-raises a StoreError instead of mixing vectors of different spaces.
+The collection records which embedding model filled it, and the window size (`index_name`);
+opening it with another model or window size raises a StoreError instead of mixing vectors
+of different spaces.
 """
 
 from __future__ import annotations
