@@ -39,14 +39,12 @@ def _assistant(args: argparse.Namespace) -> Assistant:
 
 def print_answer(answer: Answer, out: TextIO) -> None:
     out.write(answer.text.strip() + "\n")
-    if answer.unsupported:
-        out.write("\nRemoved (not supported by the sources):\n")
-        for sentence in answer.unsupported:
-            out.write(f"  - {sentence}\n")
-    if answer.withdrawn:
-        out.write(f"\n{WITHDRAWN_NOTE}:\n")
-        for sentence in answer.withdrawn:
-            out.write(f"  - {sentence}\n")
+    for label, sentences in (
+        ("Removed (not supported by the sources)", answer.unsupported),
+        (WITHDRAWN_NOTE, answer.withdrawn),
+    ):
+        if sentences:
+            out.write(f"\n{label}:\n" + "".join(f"  - {sentence}\n" for sentence in sentences))
     if answer.citations:
         out.write("\nSources:\n")
         for c in answer.citations:

@@ -248,12 +248,13 @@ def format_answer(answer: Answer, turn: int | None = None, model: str = "") -> s
         if answer.citations:
             numbers = ", ".join(f"[{c.number}]" for c in answer.citations)
             parts.append(f'<span class="small-print">Sources {numbers}: see the evidence panel.</span>')
-    if answer.unsupported:
-        removed = "<br>".join(f"<del>{_one_line(escape_answer_text(s))}</del>" for s in answer.unsupported)
-        parts.append(f"⚠️ <strong>Removed (not supported by the sources):</strong><br>{removed}")
-    if answer.withdrawn:
-        withdrawn = "<br>".join(f"<del>{_one_line(escape_answer_text(s))}</del>" for s in answer.withdrawn)
-        parts.append(f"⚠️ <strong>{WITHDRAWN_NOTE}:</strong><br>{withdrawn}")
+    for label, sentences in (
+        ("Removed (not supported by the sources)", answer.unsupported),
+        (WITHDRAWN_NOTE, answer.withdrawn),
+    ):
+        if sentences:
+            struck = "<br>".join(f"<del>{_one_line(escape_answer_text(s))}</del>" for s in sentences)
+            parts.append(f"⚠️ <strong>{label}:</strong><br>{struck}")
     small = " · ".join(p for p in (format_timings(answer.timings), escape_text(model)) if p)
     if small:
         parts.append(f'<small class="small-print">{small}</small>')
@@ -381,15 +382,11 @@ def format_evidence(answer: Answer, turn: int, assistant: Any = None) -> str:
     for c in answer.citations:
         document = _document_text_for(assistant, c, cache) if assistant is not None else None
         body.append(format_citation(c, turn, document))
-    if answer.unsupported:
-        removed = "".join(f"<li><del>{html.escape(_one_line(s))}</del></li>" for s in answer.unsupported)
-        body.append(
-            '<div class="ev-removed">⚠️ Removed from the answer, because the cited passage did not support them:'
-            f"<ul>{removed}</ul></div>"
-        )
-    if answer.withdrawn:
-        withdrawn = "".join(f"<li><del>{html.escape(_one_line(s))}</del></li>" for s in answer.withdrawn)
-        body.append(f'<div class="ev-removed">⚠️ {WITHDRAWN_NOTE}:<ul>{withdrawn}</ul></div>')
+    removed_label = "Removed from the answer, because the cited passage did not support them"
+    for label, sentences in ((removed_label, answer.unsupported), (WITHDRAWN_NOTE, answer.withdrawn)):
+        if sentences:
+            struck = "".join(f"<li><del>{html.escape(_one_line(s))}</del></li>" for s in sentences)
+            body.append(f'<div class="ev-removed">⚠️ {label}:<ul>{struck}</ul></div>')
     return f'<details class="ev-turn" open><summary>Q{turn}: {question}</summary>{"".join(body)}</details>'
 
 
