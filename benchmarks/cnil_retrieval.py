@@ -373,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats_file = ingest_stats_file(args.cache_dir, kind)
     cold_stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
 
+    def stats_key(chunk_tokens: int) -> str:
+        """First-sync figures are kept per chunk size and window size (windows embed more text)."""
+        return f"{chunk_tokens}" if not args.window_tokens else f"{chunk_tokens}+window{args.window_tokens}"
+
     with tempfile.TemporaryDirectory(prefix="cnil-bench-") as tmp:
         work = Path(tmp)
         builts: dict[int, Built] = {}
@@ -390,8 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{fresh} embedded by {kind}, {built.embedded - fresh} from the vector cache",
                     flush=True,
                 )
-                if built.cold and str(n) not in cold_stats:
-                    cold_stats[str(n)] = {
+                if built.cold and stats_key(n) not in cold_stats:
+                    cold_stats[stats_key(n)] = {
                         "chunks": built.chunks,
                         "chunks_embedded": built.embedded,
                         "tokens": built.tokens,
@@ -443,8 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             flush=True,
                         )
 
-    ingest = cold_stats.get(str(n))
-    ingest_all = {size: cold_stats[size] for size in sorted(cold_stats, key=int)}
+    ingest = cold_stats.get(stats_key(n))
+    ingest_all = {size: cold_stats[size] for size in sorted(cold_stats)}
     config = {
         "embedder": embedder.name,
         "chunk_tokens": n,
@@ -482,12 +486,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(main_table(results))
     if ingest:
         print(
-            f"\nIngestion (first, uncached sync at {n} tokens): {ingest['chunks']} chunks, {ingest['tokens']} tokens "
+            f"\nIngestion (first, uncached sync, {stats_key(n)}): {ingest['chunks']} chunks, {ingest['tokens']} tokens "
             f"in {ingest['seconds']:.1f}s = {ingest['chunks_per_s']:.2f} chunks/s, "
             f"{ingest['tokens_per_s']:.0f} tokens/s (load avg {ingest['load_avg_1min']:.1f})"
         )
     for size, st in ingest_all.items():
-        if size != str(n):
+        if size != stats_key(n):
             print(
                 f"  (first sync at {size} tokens: {st['chunks']} chunks, {st['chunks_per_s']:.2f} chunks/s, "
                 f"{st['tokens_per_s']:.0f} tokens/s)"
