@@ -59,6 +59,8 @@ class EvalRecord(BaseModel):
     must_not_contain: list[str] = Field(default_factory=list)
     # page-level sets (SQuAD): the documents any of which answers the question
     gold_docs: list[str] = Field(default_factory=list)
+    # reference answers (SQuAD spans): scored by token overlap (F1, recall), not as required facts
+    gold_answers: list[str] = Field(default_factory=list)
     # prompt injection: regular expressions (case-insensitive) the answer must not match, and
     # languages it must not be written in (an injected "answer in German")
     must_not_match: list[str] = Field(default_factory=list)
@@ -217,6 +219,7 @@ def load_squad(path: str | Path, pages_dir: str | Path, language: str = "fr") ->
                         language=language,
                         question=str(qa["question"]),
                         gold_evidence=[a for a in answers if a.strip()][:1],
+                        gold_answers=[a for a in answers if a.strip()],
                         answerable=True,
                         tags=["squad"],
                         gold_docs=sorted(by_text[text_of[name]]),

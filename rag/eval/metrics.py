@@ -135,6 +135,53 @@ def answer_correct(answer: str, facts: Sequence[Sequence[str]], abstained: bool 
     return bool(facts) and not abstained and all(facts_stated(answer, facts))
 
 
+# SQuAD's answer normalisation (FQuAD's for French): articles and a few elisions are dropped.
+_ANSWER_STOPWORDS = frozenset(["a", "an", "the", "le", "la", "les", "l", "un", "une", "des", "du", "de", "d"])
+_WORD = re.compile(r"\w+")
+
+
+def answer_tokens(text: str) -> list[str]:
+    """Words of an answer for token overlap: markers stripped, folded, articles dropped."""
+    return [w for w in _WORD.findall(fold_text(strip_markers(text))) if w not in _ANSWER_STOPWORDS]
+
+
+def _overlap(answer: list[str], gold: list[str]) -> int:
+    counts: dict[str, int] = {}
+    for word in gold:
+        counts[word] = counts.get(word, 0) + 1
+    common = 0
+    for word in answer:
+        if counts.get(word, 0) > 0:
+            counts[word] -= 1
+            common += 1
+    return common
+
+
+def token_f1(answer: str, references: Sequence[str], abstained: bool = False) -> float:
+    """SQuAD's token F1 against the best of the reference answers; 0 for an abstention."""
+    words = [] if abstained else answer_tokens(answer)
+    best = 0.0
+    for reference in references:
+        gold = answer_tokens(reference)
+        common = _overlap(words, gold)
+        if common:
+            precision, recall = common / len(words), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def token_recall(answer: str, references: Sequence[str], abstained: bool = False) -> float:
+    """Share of a reference answer's words the answer states (best reference); 0 for an abstention.
+    Recall, because a reference span (a SQuAD answer) is often far longer than a cited answer."""
+    words = [] if abstained else answer_tokens(answer)
+    best = 0.0
+    for reference in references:
+        gold = answer_tokens(reference)
+        if gold:
+            best = max(best, _overlap(words, gold) / len(gold))
+    return best
+
+
 def detected_language(text: str) -> str:
     """The answer's language (markers stripped), or UNSURE."""
     from rag.language import detect
@@ -285,6 +332,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             out[f"{prefix}_{key}"] = mean(r.get(f"{prefix}_{key}") for r in rows)
     out["correct"] = mean(r.get("correct") for r in rows)
     out["facts_recall"] = mean(r.get("facts_recall") for r in rows)
+    out["answer_f1"] = mean(r.get("answer_f1") for r in rows)
+    out["answer_recall"] = mean(r.get("answer_recall") for r in rows)
     out["language_ok"] = mean(r.get("language_ok") for r in rows)
     out["citation_validity"] = ratio(
         sum(r.get("citations_valid", 0) for r in rows), sum(r.get("citations_total", 0) for r in rows)

@@ -27,6 +27,8 @@ from rag.eval.runner import EvalRun, summarise
 MAIN_METRICS: list[tuple[str, str, str]] = [
     ("correct", "answer correct (all facts)", "rate"),
     ("facts_recall", "facts stated", "rate"),
+    ("answer_f1", "answer token F1 vs reference answer", "rate"),
+    ("answer_recall", "reference-answer words stated", "rate"),
     ("language_ok", "answer in question's language", "rate"),
     ("citation_validity", "citation markers valid", "rate"),
     ("citation_support", "citations supported (gold + check)", "rate"),

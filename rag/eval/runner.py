@@ -256,6 +256,9 @@ def score_answer(record: EvalRecord, answer: Answer, gold: _Gold, n_relevant: in
         out["facts_stated"] = stated
         out["facts_recall"] = sum(stated) / len(stated)
         out["correct"] = metrics.answer_correct(answer.text, record.facts, answer.abstained)
+    if record.gold_answers:
+        out["answer_f1"] = metrics.token_f1(answer.text, record.gold_answers, answer.abstained)
+        out["answer_recall"] = metrics.token_recall(answer.text, record.gold_answers, answer.abstained)
     n_sources = len(answer.sources)
     out["citations_valid"], out["citations_total"] = metrics.citations_valid(answer.raw_text, n_sources)
     # an abstention has no answer sentences to cite (its raw text may be NOT_FOUND or a refusal)

@@ -119,6 +119,7 @@ def test_load_squad_writes_pages_without_titles(tmp_path: Path) -> None:
     assert [r.question for r in records] == ["Q one?", "Q two?", "Q two b?", "Q3?", "Q dup?"]
     assert records[0].gold_docs == ["1.txt", "3.txt"]  # identical texts: either is right
     assert records[1].gold_docs == ["2.txt"] and records[1].gold_evidence == ["two"]
+    assert records[1].gold_answers == ["two"] and records[0].gold_answers == []
     assert records[4].gold_docs == ["1-2.txt"]
     assert len({r.id for r in records}) == len(records)
 

@@ -142,6 +142,28 @@ def test_answer_correct_requires_every_fact_and_no_abstention() -> None:
     assert not m.answer_correct("anything", [])
 
 
+def test_answer_tokens_fold_and_drop_articles_and_markers() -> None:
+    assert m.answer_tokens("L'Hébergement de la société [2].") == ["hebergement", "societe"]
+    assert m.answer_tokens("The plan, a real one!") == ["plan", "real", "one"]
+
+
+def test_token_f1_is_squads_overlap_against_the_best_reference() -> None:
+    # answer words: declarer, cnil, en, ligne (4); reference: declaration, cnil, en, ligne (4); 3 shared
+    assert m.token_f1("Déclarer à la CNIL en ligne [1].", ["La déclaration à la CNIL en ligne"]) == pytest.approx(0.75)
+    assert m.token_f1("CNIL", ["rien", "la CNIL"]) == 1.0  # the best of the references
+    assert m.token_f1("oui oui oui", ["oui non"]) == pytest.approx(0.4)  # repeated words count once each
+    assert m.token_f1("CNIL", ["la CNIL"], abstained=True) == 0.0
+    assert m.token_f1("", ["la CNIL"]) == 0.0 and m.token_f1("CNIL", []) == 0.0
+
+
+def test_token_recall_is_the_share_of_reference_words_stated() -> None:
+    reference = "Il faut déclarer le fichier à la CNIL avant sa mise en œuvre"
+    assert len(m.answer_tokens(reference)) == 10  # "le", "à" (folded to "a") and "la" dropped
+    assert m.token_recall("Déclarez-le à la CNIL avant sa mise en œuvre [1].", [reference]) == pytest.approx(6 / 10)
+    assert m.token_recall("Parler moved to Epik.", [reference]) == 0.0
+    assert m.token_recall(reference, [reference], abstained=True) == 0.0
+
+
 def test_language_ok_for_an_answer() -> None:
     assert m.language_ok("Parler a abandonné sa plainte contre Amazon [1].", "fr", False)
     assert not m.language_ok("Parler dropped its lawsuit against Amazon [1].", "fr", False)

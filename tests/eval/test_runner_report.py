@@ -50,6 +50,42 @@ def test_retrieval_only_rows_for_questions_not_asked(seed_assistant, four_record
     assert summarise(run)["answered"] == 1
 
 
+def test_reference_answers_are_scored_by_token_overlap(seed_assistant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # SQuAD-format records carry reference answers instead of required facts
+    reference = "Parler moved to Epik, another host"
+    doc = seed_assistant.retriever.chunks[0].doc_path
+    records = [
+        EvalRecord(
+            id="host",
+            type="answerable",
+            language="en",
+            question="Who hosts Parler now?",
+            answerable=True,
+            gold_docs=[doc],
+            gold_answers=[reference],
+        ),
+        EvalRecord(
+            id="none",
+            type="answerable",
+            language="en",
+            question="What is the CEO's salary?",
+            answerable=True,
+            gold_docs=[doc],
+            gold_answers=[reference],
+        ),
+    ]
+    run = run_eval(seed_assistant, records, "ours", progress=False, set_name="squad.json")
+    rows = {r["id"]: r for r in run.rows}
+    # "Parler moved to another host, Epik [n]." states all 5 reference words (moved to another host epik parler)
+    assert rows["host"]["answer_recall"] == 1.0 and 0.9 < rows["host"]["answer_f1"] <= 1.0
+    assert rows["none"]["abstained"] and rows["none"]["answer_f1"] == rows["none"]["answer_recall"] == 0.0
+    assert "correct" not in rows["host"]  # no facts: nothing to call correct
+    overall = summarise(run)["overall"]
+    assert overall["answer_recall"] == 0.5 and overall["correct"] is None
+    markdown = (write_report([run], tmp_path / "report") / "report.md").read_text(encoding="utf-8")
+    assert "| answer token F1 vs reference answer |" in markdown and "| answer correct (all facts) |" not in markdown
+
+
 def test_report_files_are_complete(seed_assistant, four_records, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ours = run_eval(seed_assistant, four_records, "ours", progress=False, set_name="seed.jsonl")
     baseline = BaselinePipeline(seed_assistant.settings.docs_dir, seed_assistant.embedder, seed_assistant.llm)
