@@ -242,10 +242,17 @@ def deep_lists(built: Built, embedder: Embedder, ds: Dataset) -> Deep:
 
 
 def evaluate_config(
-    built: Built, deep: Deep, embedder: Embedder, ds: Dataset, candidates: int, dw: float, bw: float
+    built: Built,
+    deep: Deep,
+    embedder: Embedder,
+    ds: Dataset,
+    candidates: int,
+    dw: float,
+    bw: float,
+    fusion: str = "score",
 ) -> dict:
-    """The real fused path, plus the offline aggregation variants on the same settings."""
-    retriever = Retriever(built.store, embedder, candidates=candidates, dense_weight=dw, bm25_weight=bw)
+    """The real fused path, plus the offline rank-fusion variants on the same weights."""
+    retriever = Retriever(built.store, embedder, candidates=candidates, dense_weight=dw, bm25_weight=bw, fusion=fusion)
     ids, times, page_of = run_retriever(retriever, ds, DEPTH)
     page_of = {**deep.page_of, **page_of}
     real = pages_of(ids, page_of)
@@ -254,6 +261,7 @@ def evaluate_config(
         "candidates": candidates,
         "dense_weight": dw,
         "bm25_weight": bw,
+        "fusion": fusion,
         **score(real, ds),
         "search_ms_median": statistics.median(times),
     }
@@ -261,7 +269,7 @@ def evaluate_config(
     for mode in ("chunk", "sum2", "page"):
         sim = [fuse(d, b, candidates, dw, bw, page_of, mode) for d, b in zip(deep.dense, deep.bm25, strict=True)]
         variants[mode] = score(sim, ds)
-        if mode == "chunk":  # how well the offline fusion reproduces Retriever.search
+        if mode == "chunk" and fusion == "rrf":  # how well the offline fusion reproduces Retriever.search
             row["offline_agreement"] = sum(a == b for a, b in zip(sim, real, strict=True)) / len(real)
     row["aggregation"] = variants
     return row
@@ -274,9 +282,11 @@ def alone(deep: Deep, ds: Dataset, dense_name: str = "e5") -> dict[str, dict]:
     }
 
 
-def latency(built: Built, embedder: CachedE5, ds: Dataset, candidates: int, dw: float, bw: float, n: int) -> dict:
+def latency(
+    built: Built, embedder: CachedE5, ds: Dataset, candidates: int, dw: float, bw: float, n: int, fusion: str
+) -> dict:
     """Fused `search` per query, with the query embedded by the real model (not the cache)."""
-    retriever = Retriever(built.store, embedder, candidates=candidates, dense_weight=dw, bm25_weight=bw)
+    retriever = Retriever(built.store, embedder, candidates=candidates, dense_weight=dw, bm25_weight=bw, fusion=fusion)
     embedder.bypass_queries = True
     try:
         retriever.search("Quelles sont les obligations d'un responsable de traitement ?", DEPTH)  # warm up
@@ -346,8 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Settings.model_fields["window_tokens"].default,
         help="RAG_WINDOW_TOKENS: chunk vectors also embed their window of neighbours (0 = off)",
     )
-    parser.add_argument("--dense-weight", type=float, default=1.0)
-    parser.add_argument("--bm25-weight", type=float, default=0.5)
+    parser.add_argument("--fusion", choices=["score", "rrf"], default=Settings.model_fields["fusion"].default)
+    parser.add_argument("--dense-weight", type=float, default=Settings.model_fields["dense_weight"].default)
+    parser.add_argument("--bm25-weight", type=float, default=Settings.model_fields["bm25_weight"].default)
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--sweep", action="store_true", help="also sweep chunk sizes, BM25 weights, candidates")
     parser.add_argument(
@@ -421,11 +432,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         n = args.chunk_tokens
         built = get_built(n)
         deep = get_deep(n)
-        fused = evaluate_config(built, deep, embedder, ds, args.candidates, args.dense_weight, args.bm25_weight)
+        fused = evaluate_config(
+            built, deep, embedder, ds, args.candidates, args.dense_weight, args.bm25_weight, args.fusion
+        )
         results = {**alone(deep, ds, kind), "fused": {k: fused[k] for k in ("hit@1", "hit@3", "hit@5", "mrr")}}
-        for mode, label in (("sum2", "fused, page = sum of top-2 chunks"), ("page", "fused, page-level RRF")):
+        if args.fusion == "score":  # the same weights, by ranks (offline, as Retriever's rrf)
+            results["fused by ranks (RRF)"] = fused["aggregation"]["chunk"]
+        for mode, label in (("sum2", "RRF, page = sum of top-2 chunks"), ("page", "RRF, page-level")):
             results[label] = fused["aggregation"][mode]
-        lat = latency(built, embedder, ds, args.candidates, args.dense_weight, args.bm25_weight, args.latency_queries)
+        lat = latency(
+            built, embedder, ds, args.candidates, args.dense_weight, args.bm25_weight, args.latency_queries, args.fusion
+        )
 
         sweep: list[dict] = []
         partial = args.out.with_suffix(".sweep-partial.json")
@@ -438,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for cand in SWEEP_CANDIDATES:
                     for bw in SWEEP_BM25:
                         t = time.perf_counter()
-                        row = evaluate_config(get_built(size), d, embedder, ds, cand, 1.0, bw)
+                        row = evaluate_config(get_built(size), d, embedder, ds, cand, 1.0, bw, args.fusion)
                         sweep.append(row)
                         partial.write_text(json.dumps(sweep, indent=2))  # survives an interrupted sweep
                         print(
@@ -455,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "window_tokens": args.window_tokens,
         "dense_weight": args.dense_weight,
         "bm25_weight": args.bm25_weight,
+        "fusion": args.fusion,
         "candidates": args.candidates,
         "chunks_retrieved": DEPTH,
         "pages_ranked": PAGES,
@@ -481,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"\n## CNIL retrieval (chunk_tokens={n}, candidates={args.candidates}, "
-        f"weights dense {args.dense_weight} / bm25 {args.bm25_weight}; {built.chunks} chunks)\n"
+        f"{args.fusion} fusion, weights dense {args.dense_weight} / bm25 {args.bm25_weight}; {built.chunks} chunks)\n"
     )
     print(main_table(results))
     if ingest:
@@ -501,7 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"median {lat['median_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms; "
         f"without query embedding: median {fused['search_ms_median']:.1f} ms"
     )
-    print(f"Offline fusion reproduces Retriever.search on {fused['offline_agreement']:.1%} of questions")
+    if "offline_agreement" in fused:
+        print(f"Offline fusion reproduces Retriever.search on {fused['offline_agreement']:.1%} of questions")
     if sweep:
         print("\n## Sweep (dense weight 1.0; page-level hit@k / MRR; sum2 and page-RRF are offline variants)\n")
         print(sweep_table(sweep))

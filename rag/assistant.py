@@ -116,7 +116,7 @@ class Assistant:
         )
         self._llm = llm
         self._answerer_obj: Answerer | None = None
-        self.retriever = Retriever(self.store, self.embedder, s.candidates, s.dense_weight, s.bm25_weight)
+        self.retriever = Retriever(self.store, self.embedder, s.candidates, s.dense_weight, s.bm25_weight, s.fusion)
 
     # -- collaborators -------------------------------------------------------------------
 

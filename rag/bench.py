@@ -522,7 +522,9 @@ def measure_service_public(
     store = ChunkStore(collection="bench-sp", path=workdir / "sp-index", embedder_name=name)
     ingestion = measure_ingestion(pages, store, embedder, settings.chunk_tokens, runs, settings.window_tokens)
     ingestion["pages_in_zip_used"] = count
-    retriever = Retriever(store, embedder, settings.candidates, settings.dense_weight, settings.bm25_weight)
+    retriever = Retriever(
+        store, embedder, settings.candidates, settings.dense_weight, settings.bm25_weight, settings.fusion
+    )
     _say(log, f"retrieval latency over {len(retriever.chunks)} chunks")
     retrieval = {
         "chunks": len(retriever.chunks),

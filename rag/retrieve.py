@@ -1,14 +1,21 @@
-"""Dense (e5 in Chroma) + BM25 (bm25s) retrieval, fused by weighted reciprocal rank fusion.
+"""Dense (e5 in Chroma) + BM25 (bm25s) retrieval, fused by their scores (or their ranks).
 
-All three are llama-index `BaseRetriever`s: `DenseRetriever` queries the Chroma store with
-our embedder, `BM25Retriever` (llama-index-retrievers-bm25, on bm25s) is built in memory
-from the stored chunks with a stemmer and stop words for the corpus language (French
-stemming lifts BM25 a lot on French pages; see the CNIL figures in the README), and
-`RankFusionRetriever` merges their rankings: score = sum_r w_r / (60 + rank_r).
+All are llama-index `BaseRetriever`s: `DenseRetriever` queries the Chroma store with our
+embedder, `BM25Retriever` (llama-index-retrievers-bm25, on bm25s) is built in memory from the
+stored chunks with a stemmer and stop words for the corpus language (French stemming lifts
+BM25 a lot on French pages; see the CNIL figures in the README), and two fusions merge them:
 
-Dense ranks weigh more than BM25 ranks by default: measured on the CNIL set, equal-weight
-RRF fell *below* e5 alone at hit@5, because BM25 is weaker there and cannot match an
-English question to French text at all.
+- `ScoreFusionRetriever` (the default, `fusion="score"`): the union of both retrievers'
+  candidates, each scored by *both* (a candidate one retriever did not return is scored
+  exactly, not guessed), each retriever's scores min-max normalised over the union, then
+  summed with the weights (dense 1.0, BM25 0.25: 0.8 / 0.2). On CNIL this beat rank fusion
+  (page hit@5 0.855 -> 0.879, MRR 0.687 -> 0.708): a rank throws away how far ahead the
+  first candidates are.
+- `RankFusionRetriever` (`fusion="rrf"`): weighted reciprocal rank fusion,
+  score = sum_r w_r / (60 + rank_r).
+
+Dense weighs more than BM25 by default: BM25 is weaker on CNIL and cannot match an English
+question to French text at all.
 
 `Retriever` is the project-level facade: it returns `Hit`s, never llama-index types.
 """
@@ -20,6 +27,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 
@@ -30,6 +38,7 @@ from rag.types import Chunk, Hit
 log = logging.getLogger(__name__)
 
 RRF_K = 60
+FUSIONS = ("score", "rrf")
 STEMMERS = {
     "fr": "french",
     "en": "english",
@@ -83,6 +92,95 @@ class RankFusionRetriever(BaseRetriever):
         return [NodeWithScore(node=nodes[i].node, score=scores[i]) for i in best]
 
 
+class BM25Scores:
+    """Exact BM25 scores of every chunk for a query, from the llama-index retriever's bm25s
+    index (its query tokenisation, so the scores are the ones its `retrieve` ranks by)."""
+
+    def __init__(self, retriever: Any, ids: Sequence[str]) -> None:
+        self.retriever = retriever
+        self.ids = list(ids)  # bm25s indexes the nodes in the order they were given
+        self.position = {cid: i for i, cid in enumerate(self.ids)}
+
+    def __call__(self, query: str) -> np.ndarray:
+        import bm25s
+
+        r = self.retriever
+        tokens = bm25s.tokenize(
+            query,
+            stemmer=r.stemmer if not r.skip_stemming else None,
+            token_pattern=r.token_pattern,
+            return_ids=False,
+            show_progress=False,
+        )[0]
+        known = [t for t in tokens if t in r.bm25.vocab_dict]
+        if not known:
+            return np.zeros(len(self.ids))
+        return np.asarray(r.bm25.get_scores(known), dtype=np.float64)
+
+
+def _min_max(scores: dict[str, float]) -> dict[str, float]:
+    low, high = min(scores.values()), max(scores.values())
+    if high <= low:
+        return {i: 1.0 if high > 0 else 0.0 for i in scores}
+    return {i: (v - low) / (high - low) for i, v in scores.items()}
+
+
+class ScoreFusionRetriever(BaseRetriever):
+    """Weighted sum of min-max normalised dense and BM25 scores over both retrievers' candidates."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        bm25: BM25Scores | None,
+        candidates: int,
+        dense_weight: float,
+        bm25_weight: float,
+        top_k: int,
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._embedder = embedder
+        self._bm25 = bm25 if bm25_weight > 0 else None
+        self.candidates = candidates
+        self.dense_weight = dense_weight
+        self.top_k = top_k
+        self.bm25_weight = bm25_weight if self._bm25 is not None else 0.0
+        self.last_ranks: dict[str, dict[str, int]] = {}
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        query = query_bundle.query_str
+        ranks: dict[str, dict[str, int]] = {}
+        dense: dict[str, float] = {}
+        bm25: dict[str, float] = {}
+        vector = None
+        if self.dense_weight > 0:
+            vector = self._embedder.embed_query(query)
+            for rank, (chunk, score) in enumerate(self._store.query(vector, self.candidates), 1):
+                dense[chunk.id] = score
+                ranks.setdefault(chunk.id, {})["dense"] = rank
+        if self._bm25 is not None:
+            all_scores = self._bm25(query)
+            n = min(self.candidates, len(all_scores))
+            pool = np.argpartition(-all_scores, n - 1)[:n] if n < len(all_scores) else np.arange(n)
+            top = sorted((int(i) for i in pool if all_scores[i] > 0), key=lambda i: (-all_scores[i], i))
+            for rank, i in enumerate(top, 1):
+                ranks.setdefault(self._bm25.ids[i], {})["bm25"] = rank
+            # every candidate gets its BM25 score, returned by BM25 or not (0 for no shared word)
+            position = self._bm25.position
+            bm25 = {cid: float(all_scores[position[cid]]) if cid in position else 0.0 for cid in ranks}
+            if vector is not None:
+                dense.update(self._store.similarities(vector, [i for i in ranks if i not in dense]))
+        if not ranks:
+            return []
+        parts = [(w, _min_max(s)) for w, s in ((self.dense_weight, dense), (self.bm25_weight, bm25)) if w > 0 and s]
+        total = sum(w for w, _ in parts) or 1.0
+        fused = {i: sum(w * s.get(i, 0.0) for w, s in parts) / total for i in ranks}
+        best = sorted(fused, key=lambda i: (-fused[i], min(ranks[i].values())))[: self.top_k]
+        self.last_ranks = {i: ranks[i] for i in best}
+        return [NodeWithScore(node=TextNode(id_=i, text=""), score=fused[i]) for i in best]
+
+
 def corpus_language(chunks: Sequence[Chunk]) -> str:
     from rag.language import detect
 
@@ -99,17 +197,22 @@ class Retriever:
         embedder: Embedder,
         candidates: int = 30,
         dense_weight: float = 1.0,
-        bm25_weight: float = 0.3,
+        bm25_weight: float = 0.25,
+        fusion: str = "score",
     ) -> None:
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r} (one of {', '.join(FUSIONS)})")
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
         self.dense_weight = dense_weight
         self.bm25_weight = bm25_weight
+        self.fusion = fusion
         self.chunks: list[Chunk] = []
         self.language = "en"
         self._by_id: dict[str, Chunk] = {}
         self._bm25: Any = None
+        self._bm25_scores: BM25Scores | None = None
         self._lock = threading.Lock()
         self.refresh()
 
@@ -121,6 +224,7 @@ class Retriever:
             self.chunks = chunks
             self._by_id = {c.id: c for c in chunks}
             self._bm25 = bm25
+            self._bm25_scores = BM25Scores(bm25, [c.id for c in chunks]) if bm25 is not None else None
             self.language = language
 
     @property
@@ -137,15 +241,21 @@ class Retriever:
 
     def search(self, query: str, k: int) -> list[Hit]:
         with self._lock:
-            by_id, bm25 = self._by_id, self._bm25
+            by_id, bm25, bm25_scores = self._by_id, self._bm25, self._bm25_scores
         if not by_id:
             return []
-        retrievers: dict[str, tuple[BaseRetriever, float]] = {
-            "dense": (DenseRetriever(self.store, self.embedder, self.candidates), self.dense_weight)
-        }
-        if bm25 is not None:
-            retrievers["bm25"] = (bm25, self.bm25_weight)
-        fusion = RankFusionRetriever(retrievers, top_k=k)
+        fusion: ScoreFusionRetriever | RankFusionRetriever
+        if self.fusion == "score":
+            fusion = ScoreFusionRetriever(
+                self.store, self.embedder, bm25_scores, self.candidates, self.dense_weight, self.bm25_weight, k
+            )
+        else:
+            retrievers: dict[str, tuple[BaseRetriever, float]] = {
+                "dense": (DenseRetriever(self.store, self.embedder, self.candidates), self.dense_weight)
+            }
+            if bm25 is not None:
+                retrievers["bm25"] = (bm25, self.bm25_weight)
+            fusion = RankFusionRetriever(retrievers, top_k=k)
         results = fusion.retrieve(query)
         hits = []
         for result in results:
@@ -170,4 +280,4 @@ def _build_bm25(chunks: Sequence[Chunk], top_k: int) -> BaseRetriever:
     )
 
 
-__all__ = ["DenseRetriever", "RankFusionRetriever", "Retriever", "chunk_metadata"]
+__all__ = ["BM25Scores", "DenseRetriever", "RankFusionRetriever", "Retriever", "ScoreFusionRetriever", "chunk_metadata"]

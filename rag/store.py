@@ -246,6 +246,26 @@ class ChunkStore:
             out.append((chunk_from_record(cid, text or "", dict(meta)), 1.0 - float(dist)))
         return out
 
+    def similarities(self, embedding: np.ndarray, ids: Sequence[str]) -> dict[str, float]:
+        """The score `query` would give each of `ids` (a stored chunk not among its results has
+        one too): inner product, cosine or 1 - squared L2, by the collection's space."""
+        if not ids:
+            return {}
+        got = self.collection.get(ids=list(ids), include=["embeddings"])
+        space = (self.collection.metadata or {}).get("hnsw:space", "l2")
+        query = np.asarray(embedding, dtype=np.float64)
+        out: dict[str, float] = {}
+        for cid, emb in zip(got["ids"], got["embeddings"], strict=True):  # type: ignore[arg-type]
+            vector = np.asarray(emb, dtype=np.float64)
+            if space == "ip":
+                out[cid] = float(query @ vector)
+            elif space == "cosine":
+                norms = float(np.linalg.norm(query) * np.linalg.norm(vector))
+                out[cid] = float(query @ vector) / norms if norms else 0.0
+            else:
+                out[cid] = 1.0 - float(np.sum((query - vector) ** 2))
+        return out
+
     # -- writes (idempotent: any of them can be repeated after a crash) -------------------
 
     def _metadata_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -1,12 +1,21 @@
-"""Unit tests for rag.retrieve: weighted RRF, dense/BM25 search over a tmp store, language."""
+"""Unit tests for rag.retrieve: score fusion and weighted RRF on fixed fakes, dense/BM25 search
+over a tmp store, language."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from rag.retrieve import RRF_K, DenseRetriever, RankFusionRetriever, Retriever, corpus_language
+from rag.retrieve import (
+    RRF_K,
+    DenseRetriever,
+    RankFusionRetriever,
+    Retriever,
+    ScoreFusionRetriever,
+    corpus_language,
+)
 from rag.store import ChunkStore
 from rag.types import Chunk
 
@@ -29,6 +38,85 @@ class FixedRetriever(BaseRetriever):
 def fuse(rankings: dict[str, tuple[list[str], float]], top_k: int = 10) -> tuple[RankFusionRetriever, list]:
     fusion = RankFusionRetriever({n: (FixedRetriever(ids), w) for n, (ids, w) in rankings.items()}, top_k=top_k)
     return fusion, fusion.retrieve("any question")
+
+
+# -- ScoreFusionRetriever with a fake store and fake BM25 scores -----------------------------
+
+
+class FakeStore:
+    """Dense results and the exact score of any other stored chunk, as ChunkStore gives them."""
+
+    def __init__(self, scores: dict[str, float], returned: int) -> None:
+        self.scores = scores
+        self.returned = returned  # how many of the best `query` returns
+        self.looked_up: list[str] = []
+
+    def query(self, vector, k):  # type: ignore[no-untyped-def]
+        best = sorted(self.scores, key=lambda i: -self.scores[i])[: min(k, self.returned)]
+        return [
+            (Chunk(id=i, doc_path=i, title="", date="", text=i, start=0, end=1, position=0), self.scores[i])
+            for i in best
+        ]
+
+    def similarities(self, vector, ids):  # type: ignore[no-untyped-def]
+        self.looked_up += list(ids)
+        return {i: self.scores[i] for i in ids}
+
+
+class FakeBM25:
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.ids = list(scores)
+        self.position = {cid: i for i, cid in enumerate(self.ids)}
+        self.array = np.array([scores[i] for i in self.ids])
+
+    def __call__(self, query: str) -> np.ndarray:
+        return self.array
+
+
+class QueryEmbedderStub:
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.ones(2)
+
+
+def score_fuse(dense: dict[str, float], bm25: dict[str, float], returned: int = 3, bm25_weight: float = 0.25):  # type: ignore[no-untyped-def]
+    store = FakeStore(dense, returned)
+    fusion = ScoreFusionRetriever(store, QueryEmbedderStub(), FakeBM25(bm25), 3, 1.0, bm25_weight, 10)  # type: ignore[arg-type]
+    return fusion, store, fusion.retrieve("any question")
+
+
+def test_score_fusion_keeps_the_margin_that_rank_fusion_throws_away():
+    # dense returns a 0.80, b 0.79, c 0.50; BM25 returns d 6, b 5, c 4 (a shares no word)
+    dense = {"a": 0.80, "b": 0.79, "c": 0.50, "d": 0.20}
+    bm25 = {"a": 0.0, "b": 5.0, "c": 4.0, "d": 6.0}
+    fusion, store, results = score_fuse(dense, bm25)
+    # min-max over the union: dense a 1, b 0.983, c 0.5, d 0; bm25 a 0, b 0.833, c 0.667, d 1
+    # fused = (1.0 * dense + 0.25 * bm25) / 1.25 = 0.8 * dense + 0.2 * bm25
+    expected = {"a": 0.8, "b": 0.8 * (0.59 / 0.60) + 0.2 * (5 / 6), "c": 0.8 * 0.5 + 0.2 * (4 / 6), "d": 0.2}
+    assert [r.node.node_id for r in results] == ["b", "a", "c", "d"]
+    assert [r.score for r in results] == pytest.approx([expected[i] for i in "bacd"])
+    # rank fusion with the same weights puts c (two middling ranks) above a (first dense rank)
+    _, rrf = fuse({"dense": (["a", "b", "c"], 1.0), "bm25": (["d", "b", "c"], 0.25)})
+    assert [r.node.node_id for r in rrf] == ["b", "c", "a", "d"]
+    # d, found by BM25 alone, got its exact dense score from the store, not a guess
+    assert store.looked_up == ["d"]
+    assert fusion.last_ranks == {
+        "b": {"dense": 2, "bm25": 2},
+        "a": {"dense": 1},
+        "c": {"dense": 3, "bm25": 3},
+        "d": {"bm25": 1},
+    }
+
+
+def test_score_fusion_without_bm25_weight_is_the_dense_ranking():
+    _, store, results = score_fuse({"a": 0.3, "b": 0.9, "c": 0.5}, {"a": 9.0, "b": 0.0, "c": 1.0}, bm25_weight=0.0)
+    assert [r.node.node_id for r in results] == ["b", "c", "a"]
+    assert store.looked_up == []
+
+
+def test_score_fusion_ignores_chunks_sharing_no_word_with_the_query():
+    # BM25 score 0 is no match: such a chunk is not a BM25 candidate
+    _, _, results = score_fuse({"a": 0.9, "b": 0.8, "c": 0.1}, {"a": 0.0, "b": 0.0, "c": 0.0}, returned=2)
+    assert [r.node.node_id for r in results] == ["a", "b"]
 
 
 def test_rrf_constant_is_60():
@@ -156,6 +244,17 @@ def test_search_finds_the_chunk_sharing_words(filled, hash_embedder, dense_weigh
     used = {name for name, w in (("dense", dense_weight), ("bm25", bm25_weight)) if w > 0}
     assert set(hits[0].ranks) == used
     assert all(h.ranks[name] == 1 for h in hits[:1] for name in used)
+
+
+@pytest.mark.parametrize("fusion", ["score", "rrf"])
+def test_both_fusions_find_the_chunk_sharing_words(filled, hash_embedder, fusion):
+    hits = Retriever(filled, hash_embedder, fusion=fusion).search(QUERY, 3)
+    assert hits[0].chunk.id == "volcano.txt-0" and hits[0].ranks == {"dense": 1, "bm25": 1}
+
+
+def test_unknown_fusion_is_refused(filled, hash_embedder):
+    with pytest.raises(ValueError, match="unknown fusion 'max'"):
+        Retriever(filled, hash_embedder, fusion="max")
 
 
 def test_search_other_topics(filled, hash_embedder):

@@ -377,3 +377,23 @@ def test_a_window_size_mismatch_says_which_setting_reopens_the_index(make_chunk_
     with pytest.raises(StoreError) as other_model:
         make_chunk_store("w", embedder_name=index_name("model-b", 0))
     assert "RAG_WINDOW_TOKENS" not in str(other_model.value)
+
+
+@pytest.mark.parametrize("space", ["ip", "cosine", "l2"])
+def test_similarities_give_the_score_query_gives(make_chunk_store, hash_embedder, space):
+    # a chunk that `query` did not return can be scored exactly, whatever the collection's space
+    store = make_chunk_store(index=f"space-{space}")
+    store.client.delete_collection(store.name)
+    store.collection = store.client.create_collection(
+        store.name, metadata={"hnsw:space": space}, embedding_function=None
+    )
+    chunks = [
+        make_chunk(f"d{i}.txt", i, t) for i, t in enumerate(["lava and volcanoes", "bread and yeast", "steam trains"])
+    ]
+    vectors = hash_embedder.embed_passages([c.text for c in chunks]) * np.array([[1.0], [0.5], [2.0]])  # not unit
+    store.upsert(chunks, vectors)
+    query = hash_embedder.embed_query("volcanoes erupt lava")
+    returned = {c.id: score for c, score in store.query(query, 3)}
+    assert len(returned) == 3 and len(set(returned.values())) == 3
+    assert store.similarities(query, list(returned)) == pytest.approx(returned, abs=1e-5)
+    assert store.similarities(query, []) == {}
