@@ -324,10 +324,13 @@ class Answerer:
     def focus(self, query: str, chunks: Sequence[Chunk], budget: int) -> list[Chunk]:
         """Trim retrieved passages to their sentences closest to the query, `budget` tokens in all.
 
-        Sentences are taken best first (e5 similarity) while they fit; each passage keeps the
-        contiguous span from its first to its last chosen sentence, so `text == doc[start:end]`
-        still holds and a citation points at the exact lines. Passages with no chosen sentence
-        are dropped; the rest keep their retrieval order.
+        The best sentence of the first passage (the one retrieval ranked first) is always kept:
+        sentence similarity alone lost the right page's passage for 30 % of CNIL questions
+        (given-passage hit@5 0.933 -> 0.633), because a lone sentence of another page can echo
+        the question more closely. Then sentences are taken best first (e5 similarity) while
+        they fit; each passage keeps the contiguous span from its first to its last chosen
+        sentence, so `text == doc[start:end]` still holds and a citation points at the exact
+        lines. Passages with no chosen sentence are dropped; the rest keep their retrieval order.
         """
         if self.embedder is None or budget <= 0 or not chunks:
             return list(chunks)
@@ -338,7 +341,12 @@ class Answerer:
         scores = self._vectors(texts) @ self.embedder.embed_query(query)
         chosen: dict[int, list[tuple[int, int]]] = {}
         used = 0
-        for j in np.argsort(-scores):
+        first = max((j for j, (i, _, _) in enumerate(spans) if i == 0), key=lambda j: scores[j], default=None)
+        order = [int(j) for j in np.argsort(-scores)]
+        if first is not None:
+            order.remove(first)
+            order.insert(0, first)
+        for j in order:
             i, a, b = spans[j]
             cost = count_tokens(texts[j])
             if used + cost > budget and used:

@@ -215,6 +215,15 @@ def test_focus_keeps_the_closest_sentences_as_an_exact_span_of_the_document() ->
     assert chunk.id == LONG.id and chunk.tokens <= 14
 
 
+def test_focus_always_keeps_the_best_sentence_of_the_first_ranked_passage() -> None:
+    answerer = Answerer(ScriptedLLM(), HashEmbedder())
+    # retrieval ranked the weather passage first: its best sentence stays, though LONG's is closer
+    focused = answerer.focus("plainte retirée contre Amazon", [SOURCES[2], LONG], budget=14)
+    assert [c.id for c in focused] == [SOURCES[2].id]  # the first passage's sentence used the budget
+    roomier = answerer.focus("plainte retirée contre Amazon", [SOURCES[2], LONG], budget=40)
+    assert [c.id for c in roomier] == [SOURCES[2].id, LONG.id] and "retiré sa plainte" in roomier[1].text
+
+
 def test_focus_with_a_large_budget_or_none_keeps_whole_passages_in_order() -> None:
     answerer = Answerer(ScriptedLLM(), HashEmbedder())
     assert answerer.focus("Amazon", [LONG, SOURCES[0]], budget=0) == [LONG, SOURCES[0]]
