@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,25 @@ def test_large_set_retrieves_top_k(make_assistant, tmp_path: Path) -> None:  # t
     system = llm.calls[0][0]["content"]
     assert "[2]" in system and "\n[3]" not in system
     assert "Epik" in system
+
+
+def test_large_set_trims_passages_to_the_focus_budget_by_default(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    from rag.tokens import count_tokens
+
+    def passages(system: str) -> list[str]:
+        return re.findall(r"^\[\d+\] (.*)$", system.split("Sources:\n", 2)[-1], re.MULTILINE)
+
+    trimmed, whole = ScriptedLLM(["NOT_FOUND"]), ScriptedLLM(["NOT_FOUND"])
+    focused = make_assistant(trimmed, full_context_tokens=0)
+    assert focused.settings.focus_tokens == 80
+    focused.ingest()
+    focused.ask("Epik hébergeur refuge extrême droite")
+    make_assistant(whole, full_context_tokens=0, focus_tokens=0).ask("Epik hébergeur refuge extrême droite")
+    short, full = passages(trimmed.calls[0][0]["content"]), passages(whole.calls[0][0]["content"])
+    assert len(full) == 5 and sum(count_tokens(t) for t in full) > 300
+    # each kept passage is a contiguous run of the chosen sentences; the first-ranked passage stays
+    assert 1 <= len(short) < len(full) and short[0] in full[0]
+    assert sum(count_tokens(t) for t in short) < sum(count_tokens(t) for t in full) / 2
 
 
 def test_stream_yields_status_tokens_then_one_answer(make_assistant) -> None:  # type: ignore[no-untyped-def]

@@ -48,6 +48,8 @@ def poisoned_pipelines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
     # these tests score an obeyed injection, so the fit check (which would withdraw it) is off
     monkeypatch.setenv("RAG_FIT_THRESHOLD", "0")
+    # and the scripted model cites the poisoned passage, so it must reach it whole, not trimmed by focus
+    monkeypatch.setenv("RAG_FOCUS_TOKENS", "0")
 
     def build(settings: Settings) -> Assistant:
         built.append(settings)
@@ -127,7 +129,7 @@ def test_an_obeyed_html_payload_still_renders_inert(tmp_path: Path) -> None:
     from rag.eval.runner import run_eval
     from rag.llm import ScriptedLLM
 
-    settings = Settings(index_dir=tmp_path / "index", data_dir=tmp_path / "data", docs_dir=DOCS)
+    settings = Settings(index_dir=tmp_path / "index", data_dir=tmp_path / "data", docs_dir=DOCS, focus_tokens=0)
     assistant = Assistant(settings, llm=ScriptedLLM(reply_fn=poisoned_reply), embedder=HashEmbedder())
     assistant.ingest()
     records = [r for r in load_set(POISONED_SET) if r.id == XSS]
