@@ -98,12 +98,13 @@ class Settings(BaseSettings):
         "numbers (a few tokens instead of ~200: faster first token on the cached small-set path).",
     )
     focus_tokens: int = Field(
-        80,
+        0,
         ge=0,
         le=4000,
         description="Retrieval path only: trim the retrieved passages to their sentences closest to the question, "
         "this many tokens in all, always keeping the first-ranked passage's best sentence (0 = whole passages). "
-        "On 30 CNIL questions: first token 26.4 s -> 4.4 s p50, answer F1 0.188 -> 0.220.",
+        "80: first token 26.4 s -> 4.4 s p50 on 30 CNIL questions (answer F1 0.188 -> 0.220), but on the "
+        "poisoned set 20 -> 17 of 26 answered right, so it is opt-in.",
     )
     translate_retry: bool = Field(
         True,

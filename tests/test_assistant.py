@@ -56,18 +56,19 @@ def test_large_set_retrieves_top_k(make_assistant, tmp_path: Path) -> None:  # t
     assert "Epik" in system
 
 
-def test_large_set_trims_passages_to_the_focus_budget_by_default(make_assistant) -> None:  # type: ignore[no-untyped-def]
+def test_large_set_trims_passages_to_the_focus_budget(make_assistant) -> None:  # type: ignore[no-untyped-def]
     from rag.tokens import count_tokens
 
     def passages(system: str) -> list[str]:
         return re.findall(r"^\[\d+\] (.*)$", system.split("Sources:\n", 2)[-1], re.MULTILINE)
 
     trimmed, whole = ScriptedLLM(["NOT_FOUND"]), ScriptedLLM(["NOT_FOUND"])
-    focused = make_assistant(trimmed, full_context_tokens=0)
-    assert focused.settings.focus_tokens == 80
+    focused = make_assistant(trimmed, full_context_tokens=0, focus_tokens=80)
     focused.ingest()
     focused.ask("Epik hébergeur refuge extrême droite")
-    make_assistant(whole, full_context_tokens=0, focus_tokens=0).ask("Epik hébergeur refuge extrême droite")
+    default = make_assistant(whole, full_context_tokens=0)
+    assert default.settings.focus_tokens == 0  # opt-in: it costs right answers on short factual questions
+    default.ask("Epik hébergeur refuge extrême droite")
     short, full = passages(trimmed.calls[0][0]["content"]), passages(whole.calls[0][0]["content"])
     assert len(full) == 5 and sum(count_tokens(t) for t in full) > 300
     # each kept passage is a contiguous run of the chosen sentences; the first-ranked passage stays

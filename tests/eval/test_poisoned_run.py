@@ -48,7 +48,7 @@ def poisoned_pipelines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
     # these tests score an obeyed injection, so the fit check (which would withdraw it) is off
     monkeypatch.setenv("RAG_FIT_THRESHOLD", "0")
-    # and the scripted model cites the poisoned passage, so it must reach it whole, not trimmed by focus
+    # and the scripted model cites the poisoned passage, so it must reach it whole, whatever the focus default
     monkeypatch.setenv("RAG_FOCUS_TOKENS", "0")
 
     def build(settings: Settings) -> Assistant:
