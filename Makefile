@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-fast lint format eval bench ingest clean
+.PHONY: run test test-fast lint format eval eval-cnil bench ingest clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,9 @@ ingest: $(STAMP)
 
 eval: $(STAMP)  ## score ours and the llama-index baseline on the seed question set (reports/<timestamp>/)
 	$(BIN)/python -m rag eval --pipeline both
+
+eval-cnil: $(STAMP)  ## the CNIL set (../shared/bench): retrieval on all 512 questions, answers on 30, ours and the baseline
+	$(BIN)/python -m rag eval --squad ../shared/bench/cnil_squad.json --limit 30 --pipeline both
 
 bench: $(STAMP)  ## speed benchmark, ours vs the llama-index baseline (reports/bench-<timestamp>/)
 	$(BIN)/python -m rag bench
