@@ -54,25 +54,18 @@ def test_reference_answers_are_scored_by_token_overlap(seed_assistant, tmp_path:
     # SQuAD-format records carry reference answers instead of required facts
     reference = "Parler moved to Epik, another host"
     doc = seed_assistant.retriever.chunks[0].doc_path
+    asked = {"host": "Who hosts Parler now?", "none": "What is the CEO's salary?"}
     records = [
         EvalRecord(
-            id="host",
+            id=key,
             type="answerable",
             language="en",
-            question="Who hosts Parler now?",
+            question=question,
             answerable=True,
             gold_docs=[doc],
             gold_answers=[reference],
-        ),
-        EvalRecord(
-            id="none",
-            type="answerable",
-            language="en",
-            question="What is the CEO's salary?",
-            answerable=True,
-            gold_docs=[doc],
-            gold_answers=[reference],
-        ),
+        )
+        for key, question in asked.items()
     ]
     run = run_eval(seed_assistant, records, "ours", progress=False, set_name="squad.json")
     rows = {r["id"]: r for r in run.rows}
