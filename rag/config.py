@@ -98,13 +98,14 @@ class Settings(BaseSettings):
         "numbers (a few tokens instead of ~200: faster first token on the cached small-set path).",
     )
     focus_tokens: int = Field(
-        0,
+        160,
         ge=0,
         le=4000,
         description="Retrieval path only: trim the retrieved passages to their sentences closest to the question, "
         "this many tokens in all, always keeping the first-ranked passage's best sentence (0 = whole passages). "
-        "80: first token 26.4 s -> 4.4 s p50 on 30 CNIL questions (answer F1 0.188 -> 0.220), but on the "
-        "poisoned set 20 -> 17 of 26 answered right, so it is opt-in.",
+        "160 against whole passages: first token 26.4 -> 6.8 s p50 on 30 CNIL questions (answer F1 0.188 -> "
+        "0.214) and 23.8 -> 9.5 s on the poisoned set (20 of 26 answered right either way); 80 is faster still "
+        "(4.4 s on CNIL) but answered 17 of 26 right on the poisoned set.",
     )
     translate_retry: bool = Field(
         True,

@@ -66,14 +66,20 @@ def test_large_set_trims_passages_to_the_focus_budget(make_assistant) -> None:  
     focused = make_assistant(trimmed, full_context_tokens=0, focus_tokens=80)
     focused.ingest()
     focused.ask("Epik hébergeur refuge extrême droite")
-    default = make_assistant(whole, full_context_tokens=0)
-    assert default.settings.focus_tokens == 0  # opt-in: it costs right answers on short factual questions
-    default.ask("Epik hébergeur refuge extrême droite")
+    unfocused = make_assistant(whole, full_context_tokens=0, focus_tokens=0)
+    unfocused.ask("Epik hébergeur refuge extrême droite")
     short, full = passages(trimmed.calls[0][0]["content"]), passages(whole.calls[0][0]["content"])
     assert len(full) == 5 and sum(count_tokens(t) for t in full) > 300
     # each kept passage is a contiguous run of the chosen sentences; the first-ranked passage stays
     assert 1 <= len(short) < len(full) and short[0] in full[0]
     assert sum(count_tokens(t) for t in short) < sum(count_tokens(t) for t in full) / 2
+    # the default budget (160 tokens) trims too, less tightly
+    default_llm = ScriptedLLM(["NOT_FOUND"])
+    default = make_assistant(default_llm, full_context_tokens=0)
+    default.ask("Epik hébergeur refuge extrême droite")
+    middle = passages(default_llm.calls[0][0]["content"])
+    assert sum(count_tokens(t) for t in short) <= sum(count_tokens(t) for t in middle) <= 160
+    assert middle[0] in full[0]
 
 
 def test_stream_yields_status_tokens_then_one_answer(make_assistant) -> None:  # type: ignore[no-untyped-def]
