@@ -98,9 +98,9 @@ def serve(args: argparse.Namespace) -> None:
     threading.Thread(target=orphaned, daemon=True).start()
 
     class SlowScriptedLLM(ScriptedLLM):
-        def stream(self, messages: list[Message], max_tokens: int, result: Completion) -> Iterator[str]:
+        def stream(self, messages: list[Message], max_tokens: int, result: Completion, slot: int = 0) -> Iterator[str]:
             self.calls.clear()  # a long run must not keep every prompt
-            for piece in super().stream(messages, max_tokens, result):
+            for piece in super().stream(messages, max_tokens, result, slot):
                 time.sleep(args.token_delay)
                 yield piece
 

@@ -64,7 +64,9 @@ class AnswerConfig:
     verify: bool = True
     support_threshold: float = 0.5
     excerpts: int = EXCERPTS
-    excerpt_style: str = "quotes"  # "quotes": the key sentences in full; "pointers": only their source numbers
+    # "quotes": the key sentences in full; "pointers": only their source numbers; "passage": the
+    # whole passage holding the closest sentence, quoted before the question
+    excerpt_style: str = "quotes"
     translate_retry: bool = True  # a NOT_FOUND to a question in a third language: answer in English, translate
     # Minimum P(yes) that the checked answer gives what the question asks for (0 = not asked).
     # On the seed set's answers (benchmarks/fit_check.py): 0.57-0.80 for unanswerable questions, 0.63-0.93
@@ -97,6 +99,14 @@ def system_message(sources: Sequence[Chunk]) -> str:
     return prompts.SYSTEM.format(sources=prompts.format_sources(groups))
 
 
+def passage_message(number: int, source: Chunk, question: str, language_name: str) -> str:
+    """The user turn of the "passage" excerpt style: source `number` quoted, then the question."""
+    passage = " ".join(source.text.split())
+    return prompts.QUESTION_WITH_PASSAGE.format(
+        number=number, passage=passage, question=question, language=language_name
+    )
+
+
 class Answerer:
     def __init__(self, llm: LLM, embedder: Embedder | None = None, config: AnswerConfig | None = None):
         self.llm = llm
@@ -119,10 +129,10 @@ class Answerer:
         started = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         system = system_message(sources)
-        user = self._user_message(question, sources, language, quote)
+        user, slot = self._user_message(question, sources, language, quote)
         timings["excerpts_s"] = time.perf_counter() - started
         completion = Completion()
-        yield from self._generate(system, user, completion, timings, started)
+        yield from self._generate(system, user, completion, timings, started, slot)
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
         _add_usage(usage, completion)
         in_english = self._retry_in_english(completion.text, language, sources)
@@ -132,9 +142,9 @@ class Answerer:
             # in English, check that answer, then translate its kept sentences.
             yield Status("Answering in English, then translating")
             timings["first_try_s"] = timings.pop("first_token_s", 0.0)
-            user = self._user_message(question, sources, "en", quote)
+            user, slot = self._user_message(question, sources, "en", quote)
             completion = Completion()
-            for _ in self._generate(system, user, completion, timings, started):
+            for _ in self._generate(system, user, completion, timings, started, slot):
                 pass  # held back: the reader gets the translation
             _add_usage(usage, completion)
         checked = time.perf_counter()
@@ -153,26 +163,33 @@ class Answerer:
         answer.usage.update(usage)
         yield answer
 
-    def _user_message(self, question: str, sources: Sequence[Chunk], language: str, quote: bool) -> str:
-        """The user turn: the question, the key sentences closest to it (quoted or pointed at), and
-        the answer language."""
+    def _user_message(self, question: str, sources: Sequence[Chunk], language: str, quote: bool) -> tuple[str, int]:
+        """The user turn (the question, the key sentences closest to it, quoted or pointed at, or
+        their key passage, and the answer language) and the LLM slot to send it to: passage k's
+        slot for a key passage k the server has a slot for (see `Assistant.warm`), else 0."""
         quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts and quote else []
         language_name = prompts.LANGUAGE_NAMES.get(language, "English")
+        if quoted and self.config.excerpt_style == "passage":
+            number = self.excerpts(question, sources, 1)[0][0]  # the source of the closest sentence
+            slot = number if number < self.llm.slots else 0
+            return passage_message(number, sources[number - 1], question, language_name), slot
         if quoted and self.config.excerpt_style == "pointers":
             pointers = " or ".join(f"[{n}]" for n in sorted({n for n, _ in quoted}))
-            return prompts.QUESTION_WITH_POINTERS.format(question=question, pointers=pointers, language=language_name)
-        if quoted:
+            user = prompts.QUESTION_WITH_POINTERS.format(question=question, pointers=pointers, language=language_name)
+        elif quoted:
             excerpts = "\n".join(f'[{n}] "{text}"' for n, text in quoted)
-            return prompts.QUESTION_WITH_EXCERPTS.format(question=question, excerpts=excerpts, language=language_name)
-        return prompts.QUESTION.format(question=question, language=language_name)
+            user = prompts.QUESTION_WITH_EXCERPTS.format(question=question, excerpts=excerpts, language=language_name)
+        else:
+            user = prompts.QUESTION.format(question=question, language=language_name)
+        return user, 0
 
     def _generate(
-        self, system: str, user: str, completion: Completion, timings: dict[str, float], started: float
+        self, system: str, user: str, completion: Completion, timings: dict[str, float], started: float, slot: int = 0
     ) -> Iterator[Token]:
         """Stream the model's reply as Tokens, holding back a leading NOT_FOUND."""
         messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         held: str | None = ""  # text held back while it could still be the NOT_FOUND token
-        for piece in self.llm.stream(messages, self.config.max_tokens, completion):
+        for piece in self.llm.stream(messages, self.config.max_tokens, completion, slot):
             if "first_token_s" not in timings:
                 timings["first_token_s"] = time.perf_counter() - started
             if held is not None:

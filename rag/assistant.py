@@ -266,12 +266,23 @@ class Assistant:
         return candidate if 3 <= len(candidate) <= 2 * len(question) + 200 else question
 
     def warm(self) -> None:
-        """Read the fixed prefix (instructions + all sources) into the LLM's KV cache now."""
-        if self._full_context():
-            from rag.answer import system_message
+        """Read the fixed prefix (instructions + all sources) into the LLM's KV cache now. With the
+        "passage" excerpt style, slot k of the LLM server then gets a copy of that prefix and reads
+        passage k's quoted block after it, for as many passages as there are slots beyond slot 0:
+        a question whose key passage is k is sent to slot k and pays only for its own words."""
+        if not self._full_context():
+            return
+        from rag.answer import passage_message, system_message
 
-            system = system_message(self.retriever.chunks)
-            self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": "Hi"}], 1)
+        chunks = self.retriever.chunks
+        system = system_message(chunks)
+        self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": "Hi"}], 1)
+        if self.settings.excerpt_style != "passage" or not self.settings.excerpts:
+            return
+        for number, chunk in enumerate(chunks[: self.llm.slots - 1], 1):
+            self.llm.copy_slot(0, number)  # else slot `number` reads the prefix itself
+            user = passage_message(number, chunk, "Hi", "English")
+            self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": user}], 1, number)
 
     # -- helpers -------------------------------------------------------------------------
 

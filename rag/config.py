@@ -84,7 +84,17 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("", description="API key for the LLM server.")
     llm_timeout: float = Field(120.0, gt=0, description="Seconds before an LLM request is abandoned.")
     llm_retries: int = Field(2, ge=0, description="Retries, with backoff, for a failing LLM request.")
-    llm_ctx: int = Field(8192, ge=512, description="Context size of the embedded server.")
+    llm_ctx: int = Field(
+        16384, ge=512, description="Context size of the embedded server: one pool of KV cells its slots share."
+    )
+    llm_slots: int = Field(
+        6,
+        ge=1,
+        le=64,
+        description="KV-cache slots of the embedded server: slot 0 for every request, the others each keep "
+        "the small-set prefix with one passage quoted (RAG_EXCERPT_STYLE=passage), so a question pays only "
+        "for its own words.",
+    )
     llm_threads: int = Field(2, ge=1, description="Threads of the embedded server.")
     max_answer_tokens: int = Field(200, ge=16, description="Longest answer the model may write.")
 
@@ -92,7 +102,7 @@ class Settings(BaseSettings):
     excerpts: int = Field(
         3, ge=0, le=10, description="Source sentences closest to the question quoted under it (0 = none)."
     )
-    excerpt_style: Literal["quotes", "pointers"] = Field(
+    excerpt_style: Literal["quotes", "pointers", "passage"] = Field(
         "quotes",
         description="How those sentences are given: quoted in full under the question, or only their source "
         "numbers (a few tokens instead of ~200: faster first token on the cached small-set path).",

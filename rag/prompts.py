@@ -64,6 +64,13 @@ Key sentences from the sources:
 {excerpts}
 Answer in {language}, using the sources."""
 
+# The passage holding the source sentence closest to the question, quoted before it: one of N
+# fixed blocks, so the server can keep each block's KV state and a question pays only for itself.
+QUESTION_WITH_PASSAGE = """Key passage from the sources:
+[{number}] "{passage}"
+Question: {question}
+Answer in {language}, using the sources."""
+
 # The same, pointing at the sources of those sentences instead of quoting them (a few tokens).
 QUESTION_WITH_POINTERS = """Question: {question}
 The answer is most likely in {pointers}.

@@ -187,6 +187,21 @@ def test_pointer_style_names_the_key_sources_without_quoting_them() -> None:
     assert '[2] "Parler a trouvé refuge chez Epik' in quoted.calls[0][-1]["content"]
 
 
+def test_passage_style_quotes_the_closest_sentence_s_passage_before_the_question() -> None:
+    llm = ScriptedLLM(["Parler found refuge with Epik [2]."])
+    run(llm, question="Epik hébergeur refuge", excerpt_style="passage")
+    other = ScriptedLLM(["NOT_FOUND"])
+    run(other, question="Who is Parler's host, Epik?", excerpt_style="passage")
+    first, second = llm.calls[0][-1]["content"], other.calls[0][-1]["content"]
+    assert first.startswith(
+        'Key passage from the sources:\n[2] "Parler a trouvé refuge chez Epik, un autre hébergeur."\n'
+    )
+    assert first.endswith("Question: Epik hébergeur refuge\nAnswer in English, using the sources.")
+    # two questions whose closest passage is the same share the whole block: only the question differs
+    block = first.split("Question: ")[0]
+    assert second.startswith(block) and "Who is Parler's host, Epik?" in second
+
+
 LONG = Chunk(
     "c-0",
     "c.txt",

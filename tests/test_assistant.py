@@ -46,6 +46,32 @@ def test_small_set_gives_every_passage_in_document_order(make_assistant) -> None
     assert first.count("\n[") == len(assistant.retriever.chunks) + 1  # + the worked example
 
 
+def test_warm_reads_the_prefix_and_with_passage_excerpts_each_passage_block_in_its_slot(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(slots=6)
+    assistant = make_assistant(llm)
+    assistant.ingest()
+    assistant.warm()
+    assert [call[-1]["content"] for call in llm.calls] == ["Hi"] and llm.slots_used == [0] and llm.copies == []
+    passage_llm = ScriptedLLM(slots=3)  # fewer slots than passages: slots 1 and 2 only
+    passages = make_assistant(passage_llm, excerpt_style="passage")
+    passages.warm()
+    chunks = passages.retriever.chunks
+    assert len(chunks) > 2
+    warmed = [call[-1]["content"] for call in passage_llm.calls]
+    assert passage_llm.slots_used == [0, 1, 2] and passage_llm.copies == [(0, 1), (0, 2)]
+    assert warmed[0] == "Hi" and all(w.startswith("Key passage from the sources:\n[") for w in warmed[1:])
+    assert all(call[0]["content"] == llm.calls[0][0]["content"] for call in passage_llm.calls)
+    # a question goes to the slot of its key passage, whose warmed block is its prefix; checks to slot 0
+    for question in ("Epik hébergeur refuge extrême droite", "Parler plainte Amazon abandonnée"):
+        passage_llm.enqueue("NOT_FOUND")
+        passages.ask(question)
+        asked, slot = passage_llm.calls[-1][-1]["content"], passage_llm.slots_used[-1]
+        number = int(asked.split("[", 1)[1].split("]", 1)[0])
+        assert slot == (number if number < 3 else 0)
+        if slot:
+            assert asked.startswith(warmed[slot].split("Question: ")[0] + "Question: ")
+
+
 def test_large_set_retrieves_top_k(make_assistant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     llm = ScriptedLLM(["NOT_FOUND"])
     assistant = make_assistant(llm, full_context_tokens=0, top_k=2)

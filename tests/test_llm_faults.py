@@ -285,6 +285,19 @@ def test_yes_probability_survives_a_503(serve: Callable[..., FakeChatServer]) ->
     assert len(server.seen) == 2 and server.seen[1][1]["logprobs"] is True
 
 
+def test_a_request_names_its_slot_only_where_the_server_has_slots(serve: Callable[..., FakeChatServer]) -> None:
+    server = serve()
+    remote = client(server.base_url)  # any OpenAI-compatible server: no llama.cpp-only field
+    remote.complete(MESSAGES, 5, slot=2)
+    embedded = client(server.base_url)
+    embedded.slots = 4  # as the embedded server's client has
+    embedded.complete(MESSAGES, 5, slot=2)
+    embedded.yes_probability(MESSAGES)
+    bodies = [body for _, body, _ in server.seen]
+    assert "id_slot" not in bodies[0] and bodies[0]["cache_prompt"] is True
+    assert bodies[1]["id_slot"] == 2 and bodies[2]["id_slot"] == 0  # the checks share slot 0
+
+
 @pytest.mark.parametrize("code", [500, 503])
 def test_a_server_always_failing_is_a_clear_error_after_the_retries(
     serve: Callable[..., FakeChatServer], code: int

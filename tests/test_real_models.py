@@ -126,3 +126,23 @@ def test_fit_check_tells_the_answer_to_the_question_from_a_true_sentence_that_is
     p_right = a._answerer().fits(question, right, chunks, system)
     p_beside = a._answerer().fits(question, beside, chunks, system)
     assert p_right >= FIT_THRESHOLD > p_beside, (p_right, p_beside)
+
+
+def test_passage_slots_make_a_question_pay_only_for_its_own_words(tmp_path: Path) -> None:
+    """The "passage" excerpt style on the real server: warm() copies the prefix into one slot per
+    passage and reads its block there; a question then reuses all of it (llama.cpp's cached tokens)."""
+    from rag.assistant import Assistant
+    from rag.config import Settings
+
+    a = Assistant(
+        Settings(index_dir=tmp_path / "index", data_dir=tmp_path / "data", docs_dir=SEED_DIR, excerpt_style="passage")
+    )
+    a.ingest()
+    assert 1 < len(a.retriever.chunks) < a.llm.slots
+    a.warm()
+    answer = a.ask("Who hosts Parler now?")
+    new_tokens = answer.usage["prompt_tokens"] - answer.usage["cached_tokens"]
+    # the prefix and the passage block come from the slot's cache: what is new is the question,
+    # the answer-language line and the chat template
+    assert answer.usage["cached_tokens"] > 900 and new_tokens < 60, answer.usage
+    print(f"\n[passage slots] new prompt tokens {new_tokens}, first token {answer.timings['first_token_s']:.2f} s")

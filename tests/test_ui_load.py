@@ -48,7 +48,7 @@ class GatedLLM(ScriptedLLM):
         self.max_active = 0
         self._lock = threading.Lock()
 
-    def stream(self, messages: list[Message], max_tokens: int, result: Completion) -> Iterator[str]:
+    def stream(self, messages: list[Message], max_tokens: int, result: Completion, slot: int = 0) -> Iterator[str]:
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -56,7 +56,7 @@ class GatedLLM(ScriptedLLM):
         try:
             if not self.gate.wait(WAIT_S):
                 raise TimeoutError("the test never opened the gate")
-            for piece in super().stream(messages, max_tokens, result):
+            for piece in super().stream(messages, max_tokens, result, slot):
                 time.sleep(self.delay_s)
                 yield piece
         finally:
