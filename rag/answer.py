@@ -66,7 +66,7 @@ class AnswerConfig:
     excerpts: int = EXCERPTS
     # "quotes": the key sentences in full; "pointers": only their source numbers; "passage": the
     # whole passage holding the closest sentence, quoted before the question
-    excerpt_style: str = "quotes"
+    excerpt_style: str = "passage"
     translate_retry: bool = True  # a NOT_FOUND to a question in a third language: answer in English, translate
     # Minimum P(yes) that the checked answer gives what the question asks for (0 = not asked).
     # On the seed set's answers (benchmarks/fit_check.py): 0.57-0.80 for unanswerable questions, 0.63-0.93
@@ -167,10 +167,12 @@ class Answerer:
         """The user turn (the question, the key sentences closest to it, quoted or pointed at, or
         their key passage, and the answer language) and the LLM slot to send it to: passage k's
         slot for a key passage k the server has a slot for (see `Assistant.warm`), else 0."""
-        quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts and quote else []
         language_name = prompts.LANGUAGE_NAMES.get(language, "English")
-        if quoted and self.config.excerpt_style == "passage":
-            number = self.excerpts(question, sources, 1)[0][0]  # the source of the closest sentence
+        passage = self.config.excerpt_style == "passage"
+        k = 1 if passage else self.config.excerpts  # passage: the source of the closest sentence
+        quoted = self.excerpts(question, sources, k) if self.config.excerpts and quote else []
+        if quoted and passage:
+            number = quoted[0][0]
             slot = number if number < self.llm.slots else 0
             return passage_message(number, sources[number - 1], question, language_name), slot
         if quoted and self.config.excerpt_style == "pointers":

@@ -275,14 +275,16 @@ class Assistant:
         from rag.answer import passage_message, system_message
 
         chunks = self.retriever.chunks
-        system = system_message(chunks)
-        self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": "Hi"}], 1)
+        prefix: list[Message] = [
+            {"role": "system", "content": system_message(chunks)},
+            {"role": "user", "content": "Hi"},
+        ]
+        self.llm.hold(prefix)
         if self.settings.excerpt_style != "passage" or not self.settings.excerpts:
             return
         for number, chunk in enumerate(chunks[: self.llm.slots - 1], 1):
-            self.llm.copy_slot(0, number)  # else slot `number` reads the prefix itself
             user = passage_message(number, chunk, "Hi", "English")
-            self.llm.complete([{"role": "system", "content": system}, {"role": "user", "content": user}], 1, number)
+            self.llm.hold([prefix[0], {"role": "user", "content": user}], number, after=prefix)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -21,14 +21,19 @@ read once and each later question pays only for its own tokens. The embedded ser
 `RAG_LLM_SLOTS` slots, each with its own KV cache in one shared pool; a request names its
 slot (`id_slot`). Slot 0 takes every request but the small-set answers with a quoted key
 passage: slot k keeps the prefix followed by passage k's block, so a question whose key
-passage is k pays only for its own words. `copy_slot` copies a slot's state to another
-(llama.cpp's slot save / restore), so the shared prefix is read once, not once per slot.
+passage is k pays only for its own words. `hold` puts a prompt into a slot: the embedded
+server saves each state it reads to a file named by the prompt's hash (llama.cpp's slot
+save / restore, ~25 MB and ~10 ms for the seed prefix, against ~25 s to read it), so a slot
+starts from a copy of the shared prefix, and a restarted app restores its slots instead of
+reading them again.
 """
 
 from __future__ import annotations
 
 import atexit
 import email.utils
+import hashlib
+import json
 import logging
 import math
 import random
@@ -84,9 +89,10 @@ class LLM(ABC):
             pass
         return result
 
-    def copy_slot(self, source: int, target: int) -> bool:
-        """Copy the KV cache of slot `source` to slot `target`; False where that is not possible."""
-        return False
+    def hold(self, messages: list[Message], slot: int = 0, after: list[Message] | None = None) -> None:
+        """Make `slot` hold the prompt of `messages` in its KV cache, reading it now. `after`: a prompt
+        `messages` extends, whose state a server that keeps states may start from."""
+        self.complete(messages, 1, slot)
 
 
 # -- faults: timeouts, retries, backoff --------------------------------------------------------
@@ -356,12 +362,14 @@ def _free_port() -> int:
 class EmbeddedServer:
     """llama.cpp's OpenAI-compatible server inside this process, on loopback only."""
 
-    def __init__(self, model_path: Path, n_ctx: int = 16384, threads: int = 2, slots: int = 1):
+    def __init__(
+        self, model_path: Path, n_ctx: int = 16384, threads: int = 2, slots: int = 1, slot_dir: Path | None = None
+    ):
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.threads = threads
         self.slots = slots
-        self.slot_dir = ""  # where copy_slot's state files go (a private temporary folder)
+        self.slot_dir = slot_dir  # where slot states are saved (None: a private temporary folder)
         self.api_key = secrets.token_urlsafe(24)
         self.host = "127.0.0.1"
         self.port = 0
@@ -371,19 +379,39 @@ class EmbeddedServer:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def copy_slot(self, source: int, target: int) -> None:
-        """Save slot `source`'s KV cache to a file and restore it into slot `target` (~25 MB and
-        ~10 ms for the seed prefix, against ~25 s to read it again)."""
+    def state_name(self, messages: list[Message]) -> str:
+        """The file name of the KV state of a prompt: its hash, with the model's."""
+        digest = hashlib.sha256(json.dumps([self.model_path.name, messages]).encode()).hexdigest()
+        return f"{digest[:32]}.bin"
+
+    def slot_action(self, slot: int, action: str, name: str) -> bool:
+        """Save slot `slot`'s KV state to `name` in the slot folder, or restore it from there; False
+        if the file is absent or the server refuses."""
         import httpx
 
+        if action == "restore" and not (Path(self.slot_dir or "") / name).is_file():
+            return False
+        url = f"http://{self.host}:{self.port}/slots/{slot}?action={action}"
         headers = {"Authorization": f"Bearer {self.api_key}"}
-        root = f"http://{self.host}:{self.port}/slots"
-        name = f"slot-{source}.bin"
-        for slot, action in ((source, "save"), (target, "restore")):
-            response = httpx.post(
-                f"{root}/{slot}?action={action}", json={"filename": name}, headers=headers, timeout=60
-            )
-            response.raise_for_status()
+        try:
+            response = httpx.post(url, json={"filename": name}, headers=headers, timeout=60)
+        except httpx.HTTPError as exc:
+            log.warning("LLM slot %d %s of %s failed: %s", slot, action, name, exc)
+            return False
+        if response.status_code != 200:
+            log.warning("LLM slot %d %s of %s refused: %s", slot, action, name, response.text[:200])
+            return False
+        if action == "save":
+            self._prune()
+        else:
+            (Path(self.slot_dir or "") / name).touch()  # recently used: kept by _prune
+        return True
+
+    def _prune(self) -> None:
+        """Keep the 4 x slots most recently used state files (~25-40 MB each)."""
+        files = sorted(Path(self.slot_dir or "").glob("*.bin"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in files[4 * self.slots :]:
+            old.unlink(missing_ok=True)
 
     def start(self) -> EmbeddedServer:
         import xllamacpp
@@ -396,9 +424,11 @@ class EmbeddedServer:
         params.n_parallel = self.slots
         params.kv_unified = True
         params.cache_idle_slots = False
-        self.slot_dir = tempfile.mkdtemp(prefix="rag-slots-")
-        atexit.register(shutil.rmtree, self.slot_dir, True)
-        params.slot_save_path = self.slot_dir + "/"
+        if self.slot_dir is None:
+            self.slot_dir = Path(tempfile.mkdtemp(prefix="rag-slots-"))
+            atexit.register(shutil.rmtree, self.slot_dir, True)
+        self.slot_dir.mkdir(parents=True, exist_ok=True)
+        params.slot_save_path = f"{self.slot_dir}/"
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.hostnames = [self.host]
@@ -442,7 +472,11 @@ def _start_embedded(settings: Settings) -> EmbeddedServer:
     from rag.models import gguf_path
 
     return EmbeddedServer(
-        gguf_path(settings.cache_dir), settings.llm_ctx, settings.llm_threads, settings.llm_slots
+        gguf_path(settings.cache_dir),
+        settings.llm_ctx,
+        settings.llm_threads,
+        settings.llm_slots,
+        settings.cache_dir / "llm-slots",
     ).start()
 
 
@@ -513,13 +547,17 @@ class EmbeddedLLM(OpenAILLM):
         self._restart_lock = threading.Lock()
         super().__init__(self.server.base_url, self.server.api_key, model, settings.llm_timeout, settings.llm_retries)
 
-    def copy_slot(self, source: int, target: int) -> bool:
-        try:
-            self.server.copy_slot(source, target)
-        except Exception as exc:  # the target slot then reads the prefix itself: slower, not wrong
-            log.warning("could not copy LLM slot %d to %d: %s", source, target, exc)
-            return False
-        return True
+    def hold(self, messages: list[Message], slot: int = 0, after: list[Message] | None = None) -> None:
+        """Restore the prompt's saved state into `slot` if there is one; else start from `after`'s
+        saved state if there is one, read the rest, and save the result for next time."""
+        server = self.server
+        name = server.state_name(messages)
+        if server.slot_action(slot, "restore", name):
+            return
+        if after is not None:
+            server.slot_action(slot, "restore", server.state_name(after))  # else the slot reads it all
+        self.complete(messages, 1, slot)
+        server.slot_action(slot, "save", name)
 
     def _recover(self, exc: Exception) -> bool:
         import openai
@@ -569,7 +607,7 @@ class ScriptedLLM(LLM):
         self.slots = slots
         self.calls: list[list[Message]] = []
         self.slots_used: list[int] = []  # the slot of each `stream` call
-        self.copies: list[tuple[int, int]] = []
+        self.held: list[tuple[int, str, str | None]] = []  # (slot, user turn, user turn of `after`)
 
     def enqueue(self, *replies: str) -> None:
         self.replies.extend(replies)
@@ -590,9 +628,9 @@ class ScriptedLLM(LLM):
             result.completion_tokens += 1
             yield piece
 
-    def copy_slot(self, source: int, target: int) -> bool:
-        self.copies.append((source, target))
-        return self.slots > 1
+    def hold(self, messages: list[Message], slot: int = 0, after: list[Message] | None = None) -> None:
+        self.held.append((slot, messages[-1]["content"], after[-1]["content"] if after else None))
+        super().hold(messages, slot, after)
 
     def yes_probability(self, messages: list[Message]) -> float:
         import re

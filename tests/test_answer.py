@@ -256,8 +256,10 @@ def test_third_language_not_found_is_answered_in_english_checked_then_translated
     llm = ScriptedLLM(["NOT_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", ES_SENTENCE])
     events, answer = run(llm, question=ES_QUESTION, language="es")
     first, second, check, fit, translate = (call[-1]["content"] for call in llm.calls)
-    assert first.startswith(f"Question: {ES_QUESTION}\n") and "Answer in Spanish" in first
-    assert second.startswith(f"Question: {ES_QUESTION}\n") and "Answer in English" in second
+    assert f"\nQuestion: {ES_QUESTION}\nAnswer in Spanish" in first
+    assert f"\nQuestion: {ES_QUESTION}\nAnswer in English" in second
+    assert first.split("Question: ")[0] == second.split("Question: ")[0]  # the same key passage, the same slot
+    assert llm.slots_used == [0, 0, 0]  # both answers and the translation: a server with one slot
     assert check.startswith("Source [2] says:")  # the English sentence is checked
     assert fit.startswith(f"Question: {ES_QUESTION}\nSource [2] says:")  # and fits the question
     assert "\nProposed answer: Parler found refuge" in fit

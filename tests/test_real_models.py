@@ -3,6 +3,7 @@ server, and the seed questions end to end. Marked slow: `pytest -m "not slow"` s
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -140,6 +141,12 @@ def test_passage_slots_make_a_question_pay_only_for_its_own_words(tmp_path: Path
     a.ingest()
     assert 1 < len(a.retriever.chunks) < a.llm.slots
     a.warm()
+    # every state read is saved under its prompt's hash, and a second warm-up restores them all
+    held = sorted(a.llm.server.slot_dir.glob("*.bin"), key=lambda f: f.stat().st_mtime)[-len(a.retriever.chunks) - 1 :]
+    assert len(held) == len(a.retriever.chunks) + 1 and all(f.stat().st_size > 10_000_000 for f in held)
+    started = time.perf_counter()
+    a.warm()
+    assert time.perf_counter() - started < 5  # reading the prefix alone takes ~25 s
     answer = a.ask("Who hosts Parler now?")
     new_tokens = answer.usage["prompt_tokens"] - answer.usage["cached_tokens"]
     # the prefix and the passage block come from the slot's cache: what is new is the question,
