@@ -76,7 +76,10 @@ def test_seed_question_in_english(assistant) -> None:  # type: ignore[no-untyped
     assert "[" in answer.text and answer.citations
     assert _cites_why_passage(answer), answer.to_dict()
     text = answer.text.lower()
-    assert any(w in text for w in ("epik", "online", "host", "court", "moot", "motion")), answer.text
+    # either reason the article gives: the suit had become moot (back online, with Epik), or its
+    # victory was far from assured (the court had rejected its motion); the eval set's facts for
+    # this question accept the same two ("moot", "victory")
+    assert any(w in text for w in ("epik", "online", "host", "court", "moot", "motion", "victory")), answer.text
     assert answer.language == "en"
     assert answer.timings["first_token_s"] > 0 and answer.timings["total_s"] >= answer.timings["first_token_s"]
 
