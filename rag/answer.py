@@ -3,7 +3,10 @@
 The pipeline for one (standalone) question over a list of source chunks:
 
 1. The system message holds the instructions and the numbered sources, in the order
-   given; the user message holds the question and the answer language. The model's
+   given; the user message holds the question and the answer language, after the key
+   passage (the source holding the sentence closest to the question, e5) quoted again:
+   one of N fixed blocks, sent to the LLM slot that keeps that block's KV cache (see
+   `Assistant.warm`), so only the question's own tokens are new. The model's
    reply streams out as it is written (`Token`s), except a leading NOT_FOUND. A NOT_FOUND
    to a question in neither English nor the sources' language is asked again for an
    English answer (not streamed), which goes through the checks below and is then
