@@ -389,7 +389,7 @@ class EmbeddedServer:
         if the file is absent or the server refuses."""
         import httpx
 
-        if action == "restore" and not (Path(self.slot_dir or "") / name).is_file():
+        if action == "restore" and not self._state_file(name).is_file():
             return False
         url = f"http://{self.host}:{self.port}/slots/{slot}?action={action}"
         headers = {"Authorization": f"Bearer {self.api_key}"}
@@ -404,12 +404,16 @@ class EmbeddedServer:
         if action == "save":
             self._prune()
         else:
-            (Path(self.slot_dir or "") / name).touch()  # recently used: kept by _prune
+            self._state_file(name).touch()  # recently used: kept by _prune
         return True
+
+    def _state_file(self, name: str) -> Path:
+        assert self.slot_dir is not None, "the server has not started"
+        return self.slot_dir / name
 
     def _prune(self) -> None:
         """Keep the 4 x slots most recently used state files (~25-40 MB each)."""
-        files = sorted(Path(self.slot_dir or "").glob("*.bin"), key=lambda f: f.stat().st_mtime, reverse=True)
+        files = sorted(self._state_file("").glob("*.bin"), key=lambda f: f.stat().st_mtime, reverse=True)
         for old in files[4 * self.slots :]:
             old.unlink(missing_ok=True)
 
