@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before anything imports gradio
 
@@ -17,6 +18,7 @@ def main() -> None:
     from rag.config import Settings
     from rag.errors import RagError
     from rag.ui import create_app, launch
+    from rag.warmup import Warmer
 
     try:
         settings = Settings()
@@ -27,13 +29,17 @@ def main() -> None:
             assistant.ingest(uploads)
     except RagError as error:
         raise SystemExit(f"error: {error}") from None
-    # load the model and read the fixed prompt prefix once the page is up: on 2 cores, warming
-    # while Gradio starts delayed the page by ~7 s; a question asked meanwhile waits for the warm-up
-    threading.Thread(target=_warm, args=(assistant, settings.ui_host, settings.ui_port), daemon=True).start()
-    launch(create_app(assistant), settings)
+    # load the model and read the fixed prompt prefix once the page is up (on 2 cores, warming
+    # while Gradio starts delayed the page by ~7 s), and again whenever an upload or a removal
+    # in the page changes the documents
+    warmer = Warmer(assistant.warm)
+    threading.Thread(
+        target=_when_listening, args=(settings.ui_host, settings.ui_port, warmer.request), daemon=True
+    ).start()
+    launch(create_app(assistant, on_change=warmer.request), settings)
 
 
-def _warm(assistant: object, host: str, port: int, wait_s: float = 60.0) -> None:
+def _when_listening(host: str, port: int, then: Callable[[], None], wait_s: float = 60.0) -> None:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
@@ -41,10 +47,7 @@ def _warm(assistant: object, host: str, port: int, wait_s: float = 60.0) -> None
                 break
         except OSError:
             time.sleep(0.2)
-    try:
-        assistant.warm()  # type: ignore[attr-defined]
-    except Exception as error:  # the first question will report it properly
-        logging.getLogger(__name__).warning("could not warm the LLM: %s", error)
+    then()
 
 
 if __name__ == "__main__":

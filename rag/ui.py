@@ -688,8 +688,10 @@ def _data_dir(assistant: Any) -> Path:
     return Path(getattr(settings, "data_dir", "data"))
 
 
-def create_app(assistant: Any) -> gr.Blocks:
-    """The page. Theme, CSS and JS are given at `launch` (Gradio 6 moved them there)."""
+def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> gr.Blocks:
+    """The page. Theme, CSS and JS are given at `launch` (Gradio 6 moved them there).
+    `on_change` is called after an upload or a removal changed the index (app.py passes a
+    background warm-up, see rag/warmup.py)."""
     model = model_line(_describe(assistant))
     respond = make_chat_handler(assistant, model)
     data_dir = _data_dir(assistant)
@@ -834,6 +836,8 @@ def create_app(assistant: Any) -> gr.Blocks:
                         progress((done, total) if total else 0, desc=_one_line(message)[:80] or "Indexing")
 
                     report = assistant.ingest(uploads, progress=step)
+                    if report.changed and on_change is not None:
+                        on_change()
                     for name, reason in report.skipped.items():
                         notes.append(f"⚠️ {escape_text(name)} was not indexed: {escape_text(reason)}")
                     ok = [n for n in saved if n not in report.skipped]
@@ -854,7 +858,8 @@ def create_app(assistant: Any) -> gr.Blocks:
                 return refreshed("Choose an uploaded document to remove.")
             try:
                 progress(0, desc="Removing")
-                remove_upload(assistant, uploads, name)
+                if remove_upload(assistant, uploads, name).changed and on_change is not None:
+                    on_change()
                 status = f"Removed {escape_text(name)}."
             except RagError as error:
                 status = f"⚠️ {escape_text(str(error))}"

@@ -22,7 +22,7 @@ def test_warm_waits_for_the_ui_port_then_warms() -> None:
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     recorder = _Recorder()
-    worker = threading.Thread(target=app._warm, args=(recorder, "127.0.0.1", port, 10.0))
+    worker = threading.Thread(target=app._when_listening, args=("127.0.0.1", port, recorder.warm, 10.0))
     worker.start()
     time.sleep(0.6)
     assert recorder.warmed_at is None  # nothing listens yet: still waiting
@@ -38,5 +38,5 @@ def test_warm_gives_up_waiting_and_still_warms() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing will listen there
     recorder = _Recorder()
-    app._warm(recorder, "127.0.0.1", port, wait_s=0.3)
+    app._when_listening("127.0.0.1", port, recorder.warm, wait_s=0.3)
     assert recorder.warmed_at is not None

@@ -68,10 +68,10 @@ def scripted_reply(messages: list[dict[str, str]]) -> str:
     return "NOT_FOUND"
 
 
-def start_app(assistant: Any, **settings_update: Any) -> tuple[Any, str]:
+def start_app(assistant: Any, on_change: Any = None, **settings_update: Any) -> tuple[Any, str]:
     from rag import ui
 
-    app = ui.create_app(assistant)
+    app = ui.create_app(assistant, on_change)
     port = free_port()
     settings = assistant.settings.model_copy(update={"ui_host": "127.0.0.1", "ui_port": port, **settings_update})
     ui.launch(app, settings, prevent_thread_lock=True, quiet=True)
@@ -88,9 +88,11 @@ def fake_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, st
 
     root = tmp_path_factory.mktemp("ui")
     settings = Settings(index_dir=root / "index", data_dir=root / "data", docs_dir=SEED_DIR)
+    from rag.warmup import Warmer
+
     assistant = Assistant(settings, llm=ScriptedLLM(reply_fn=scripted_reply), embedder=HashEmbedder())
     assistant.ingest()
-    app, url = start_app(assistant)
+    app, url = start_app(assistant, Warmer(assistant.warm).request)  # as app.py
     yield assistant, url
     app.close()
 
@@ -179,6 +181,8 @@ def test_upload_then_ask_what_only_it_says(fake_app: tuple[Any, str], page: Any,
     page.locator("#upload input[type=file]").set_input_files(str(doc))
     page.locator("#upload-status", has_text="Added and indexed").wait_for()
     assert "zephyr notes.txt" in page.locator("#documents").inner_text()
+    # the documents changed: the fixed prefix is read again in the background, with the new one
+    wait_until(lambda: any("Quillon" in system for system in warmed_prefixes(assistant)))
     assert (assistant.settings.data_dir / "uploads" / "zephyr notes.txt").is_file()
     page.get_by_role("tab", name="Chat").click()
     ask(page, "What is the Zephyr mascot?")
@@ -201,6 +205,19 @@ def test_upload_then_ask_what_only_it_says(fake_app: tuple[Any, str], page: Any,
     page.locator("#upload-status", has_text="Removed").wait_for()
     assert "zephyr notes.txt" not in page.locator("#documents").inner_text()
     assert all(d["path"] != "zephyr notes.txt" for d in assistant.documents())
+    wait_until(lambda: "Quillon" not in warmed_prefixes(assistant)[-1])  # and again without it
+
+
+def warmed_prefixes(assistant: Any) -> list[str]:
+    """The system messages of the fake LLM's warm-ups (`Assistant.warm` reads the prefix with "Hi")."""
+    return [call[0]["content"] for call in list(assistant.llm.calls) if call[-1]["content"] == "Hi"]
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_thumbs_up_writes_a_feedback_line(fake_app: tuple[Any, str], page: Any) -> None:
