@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before anything imports gradio
@@ -34,18 +35,26 @@ def main() -> None:
     # in the page changes the documents
     warmer = Warmer(assistant.warm)
     threading.Thread(
-        target=_when_listening, args=(settings.ui_host, settings.ui_port, warmer.request), daemon=True
+        target=_when_serving, args=(settings.ui_host, settings.ui_port, warmer.request), daemon=True
     ).start()
     launch(create_app(assistant, on_change=warmer.request), settings)
 
 
-def _when_listening(host: str, port: int, then: Callable[[], None], wait_s: float = 60.0) -> None:
+def _when_serving(host: str, port: int, then: Callable[[], None], wait_s: float = 60.0) -> None:
+    """Call `then` once the page answers HTTP (any status), or after `wait_s` seconds anyway. A
+    listening port is not enough: Gradio accepts connections seconds before it can serve the
+    page, and loading the model meanwhile (~5 s of both cores) delayed the page by as much."""
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    url = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection((host, port), timeout=0.5):
+            with opener.open(url, timeout=2):
                 break
-        except OSError:
+        except urllib.error.HTTPError:
+            break  # an answer all the same (e.g. a login page)
+        except OSError:  # URLError included: not serving yet
             time.sleep(0.2)
     then()
 
