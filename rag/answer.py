@@ -12,9 +12,11 @@ The pipeline for one (standalone) question over a list of source chunks:
    English answer (not streamed), which goes through the checks below and is then
    translated sentence by sentence, citations kept.
 2. The reply is split into sentences with their [n] markers; markers pointing to no
-   source are dropped. A sentence the model left without a marker is given the source
-   holding the source sentence most similar to it (e5), and must then pass the same
-   checks as any other.
+   source are dropped. Sentences are checked in the order written, and once
+   `max_sentences` (2, what the prompt asks for) have passed, the rest are dropped
+   unchecked and unshown: the small model's text past that was stray or copied. A
+   sentence the model left without a marker is given the source holding the source
+   sentence most similar to it (e5), and must then pass the same checks as any other.
 3. Each sentence is checked against its cited sources:
    - a figure that appears in no source fails it at once (the model's typical invention);
    - otherwise the model is asked, with the same cached system message, whether the cited
@@ -39,6 +41,7 @@ Deliberately not here: retrieval, follow-up rewriting, language detection (see
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -53,6 +56,8 @@ from rag.language import detect
 from rag.llm import LLM, Completion, Message
 from rag.tokens import count_tokens
 from rag.types import Answer, Chunk, Citation, Sentence, Status, Token
+
+log = logging.getLogger(__name__)
 
 FIT_THRESHOLD = 0.7  # see AnswerConfig.fit_threshold
 STRICT_SUPPORT = 0.8  # threshold when the sentence names something absent from the sources
@@ -75,6 +80,11 @@ class AnswerConfig:
     # On the seed set's answers (benchmarks/fit_check.py): 0.57-0.80 for unanswerable questions, 0.63-0.93
     # for right answers; 0.7 withdrew 7 of 12 of the first and 1-2 of 30 of the second.
     fit_threshold: float = FIT_THRESHOLD
+    # At most this many supported sentences, in the order written (0 = no limit). The prompt asks
+    # for one or two; what the small model writes past that was stray or copied text in every case
+    # seen (on the poisoned set: "AI assistant" and a poisoned page's phishing instruction, word for
+    # word, which the support check passes since the page does say it).
+    max_sentences: int = 2
 
 
 def citation_for(number: int, chunk: Chunk, supported: bool = True) -> Citation:
@@ -264,7 +274,12 @@ class Answerer:
         all_texts = [c.text for c in sources] + [c.title for c in sources] + [c.date for c in sources]
         written = written_in or language
         sentences: list[Sentence] = []
-        for text, cited in parsed:
+        for index, (text, cited) in enumerate(parsed):
+            if self.config.max_sentences and sum(s.supported for s in sentences) >= self.config.max_sentences:
+                log.info(
+                    "%d supported sentences kept; the %d after them not checked", len(sentences), len(parsed) - index
+                )
+                break
             if not cited:
                 cited = self._best_source(text, sources)
             ok, score = self._supported(text, cited, sources, all_texts, system, written) if cited else (False, 0.0)

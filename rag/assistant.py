@@ -137,6 +137,7 @@ class Assistant:
                 excerpt_style=s.excerpt_style,
                 translate_retry=s.translate_retry,
                 fit_threshold=s.fit_threshold,
+                max_sentences=s.max_sentences,
             )
             self._answerer_obj = Answerer(self.llm, self.embedder, config)
         return self._answerer_obj

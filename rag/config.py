@@ -125,6 +125,14 @@ class Settings(BaseSettings):
         "language, ask it again for an English answer, check it, and translate its sentences.",
     )
     verify: bool = Field(True, description="Check that each cited passage supports its sentence.")
+    max_sentences: int = Field(
+        2,
+        ge=0,
+        le=50,
+        description="Keep at most this many supported sentences of a reply, checked in the order written (the "
+        "prompt asks for one or two); later ones are neither checked nor shown (0 = no limit). Past the "
+        "instruction, the small model copied a poisoned page's instruction, or stray text, word for word.",
+    )
     support_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum P(yes) from the support check to keep a sentence."
     )
