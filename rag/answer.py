@@ -277,7 +277,9 @@ class Answerer:
         for index, (text, cited) in enumerate(parsed):
             if self.config.max_sentences and sum(s.supported for s in sentences) >= self.config.max_sentences:
                 log.info(
-                    "%d supported sentences kept; the %d after them not checked", len(sentences), len(parsed) - index
+                    "%d supported sentences kept; the %d after them not checked",
+                    self.config.max_sentences,
+                    len(parsed) - index,
                 )
                 break
             if not cited:

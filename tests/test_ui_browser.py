@@ -85,11 +85,10 @@ def fake_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, st
     from rag.config import Settings
     from rag.embeddings import HashEmbedder
     from rag.llm import ScriptedLLM
+    from rag.warmup import Warmer
 
     root = tmp_path_factory.mktemp("ui")
     settings = Settings(index_dir=root / "index", data_dir=root / "data", docs_dir=SEED_DIR)
-    from rag.warmup import Warmer
-
     assistant = Assistant(settings, llm=ScriptedLLM(reply_fn=scripted_reply), embedder=HashEmbedder())
     assistant.ingest()
     app, url = start_app(assistant, Warmer(assistant.warm).request)  # as app.py
