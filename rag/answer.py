@@ -21,7 +21,8 @@ The pipeline for one (standalone) question over a list of source chunks:
    - a figure that appears in no source fails it at once (the model's typical invention);
    - otherwise the model is asked, with the same cached system message, whether the cited
      source states the sentence, and P("Yes") must reach the threshold (stricter when the
-     sentence names someone or something its cited source does not mention; in German,
+     sentence names someone or something, or states a figure, that its cited source does not
+     mention, even if another source does; in German,
      where every noun is capitalised, only name- or acronym-shaped words count). Figures
      and names count as known only if the sources state them: the question does not count;
    - a sentence its cited source does not support is checked once more against the other
@@ -60,7 +61,7 @@ from rag.types import Answer, Chunk, Citation, Sentence, Status, Token
 log = logging.getLogger(__name__)
 
 FIT_THRESHOLD = 0.7  # see AnswerConfig.fit_threshold
-STRICT_SUPPORT = 0.8  # threshold when the sentence names something absent from the sources
+STRICT_SUPPORT = 0.8  # threshold when the sentence names something or states a figure absent from its source
 EXCERPTS = 3  # source sentences quoted under the question to focus the small model
 MIN_EXCERPT_CHARS = 25
 MAX_CACHED_VECTORS = 50_000  # sentence vectors kept between questions (~80 MB at 384 dims)
@@ -427,7 +428,9 @@ class Answerer:
         if not self.config.verify:
             return True, 1.0
         threshold = self.config.support_threshold
-        if novel_names(sentence, [*cited_texts, *(sources[n - 1].title for n in cited)], language):
+        stated = [*cited_texts, *(text for n in cited for text in (sources[n - 1].title, sources[n - 1].date))]
+        # a name or a figure its cited sources do not state (another source may) needs more
+        if novel_names(sentence, stated, language) or novel_numbers(sentence, stated):
             threshold = max(threshold, STRICT_SUPPORT)
         best = 0.0
         for n in cited:

@@ -84,6 +84,20 @@ def test_a_name_only_the_question_states_needs_the_strict_threshold() -> None:
     assert not answer.abstained  # no unknown name: the usual threshold
 
 
+def test_a_figure_its_cited_source_lacks_needs_the_strict_threshold() -> None:
+    # 2019 is in source 1, so it is not invented; but source 2, the one cited, does not state it
+    sources = [
+        Chunk("c-0", "c.txt", "Usine", "", "L'usine de Lyon a fermé en 2019 après la baisse des ventes.", 0, 58, 0),
+        Chunk("c-1", "c.txt", "Usine", "", "Les salariés de l'usine ont été reclassés à Grenoble.", 59, 113, 1),
+    ]
+    answerer, system, question = Answerer(ScriptedLLM([]), HashEmbedder()), system_message(sources), "Et les salariés ?"
+    answer = answerer.check(question, "Les salariés reclassés en 2019 [2].", sources, "fr", system)
+    assert answer.abstained  # 2 of 3 content words in source 2 (P = 0.67) < 0.8; source 1: 0.33
+    assert answer.unsupported == ["Les salariés reclassés en 2019."]
+    answer = answerer.check(question, "Les salariés reclassés à Grenoble [2].", sources, "fr", system)
+    assert not answer.abstained and [c.number for c in answer.citations] == [2]
+
+
 def test_german_capitalised_nouns_do_not_trigger_the_strict_threshold() -> None:
     reply = "Parler fand Refuge chez Epik Unterkunft [2]."  # 4 of 6 content words in source 2: P = 0.67
     _, answer = run(ScriptedLLM([reply]), language="de")
