@@ -633,8 +633,11 @@ class ScriptedLLM(LLM):
             yield piece
 
     def hold(self, messages: list[Message], slot: int = 0, after: list[Message] | None = None) -> None:
+        """Recorded like a request (`calls`, `slots_used`), without taking a scripted reply: those are
+        the answers' (a real server's one-token reply to a hold is thrown away)."""
         self.held.append((slot, messages[-1]["content"], after[-1]["content"] if after else None))
-        super().hold(messages, slot, after)
+        self.calls.append(messages)
+        self.slots_used.append(slot)
 
     def yes_probability(self, messages: list[Message]) -> float:
         import re

@@ -39,6 +39,9 @@ def test_ask_prints_answer_and_sources(fake_cli) -> None:  # type: ignore[no-unt
     assert code == 0
     assert "[1]" in out and "Sources:" in out and "(2021-03)" in out
     assert "first token" in out
+    # the small set's prefix was read into the LLM before the question, as the UI does at start-up
+    assert llm.held[0][:2] == (0, "Hi") and llm.calls[0][-1]["content"] == "Hi"
+    assert "Question: Why did Parler drop its suit?" in llm.calls[len(llm.held)][-1]["content"]  # then the question
 
 
 def test_ask_json(fake_cli) -> None:  # type: ignore[no-untyped-def]
@@ -59,6 +62,7 @@ def test_chat_loop_keeps_history(fake_cli, monkeypatch) -> None:  # type: ignore
     assert cli.cmd_chat(args, out, stdin) == 0
     text = out.getvalue()
     assert "Sources:" in text and "The documents do not say." in text
+    assert [slot for slot, _, _ in llm.held] == [0]  # warmed once, before the first question
     rewrites = [c[0]["content"] for c in llm.calls if c[0]["content"].startswith("Rewrite the last question")]
     assert len(rewrites) == 1 and "Why did Parler drop its suit?" in rewrites[0]  # the rewrite saw the history
 
