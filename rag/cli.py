@@ -143,6 +143,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     from rag.api import create_app
     from rag.config import Settings
+    from rag.warmup import Warmer
 
     settings = Settings()
     host = args.host or settings.api_host
@@ -155,6 +156,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     if not args.no_ingest:
         assistant.ingest()
     app = create_app(assistant, api_key=api_key, stream_mode=args.stream_mode)
+    Warmer(assistant.warm).request()  # the LLM prefix, in the background: the port opens at once
     out.write(f"OpenAI-compatible API on http://{host}:{port}/v1 (model rag-assistant)\n")
     out.flush()
     uvicorn.run(app, host=host, port=port, log_level="info" if args.verbose else "warning")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from typing import Any
 
 import pytest
@@ -213,7 +214,8 @@ def test_the_official_openai_client_reads_the_sources(make_client) -> None:  # t
 def test_serve_command_builds_the_app_on_loopback(make_assistant, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import uvicorn
 
-    assistant = make_assistant(ScriptedLLM())
+    llm = ScriptedLLM()
+    assistant = make_assistant(llm)
     monkeypatch.setattr(cli, "_assistant", lambda args: assistant)
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
@@ -222,6 +224,10 @@ def test_serve_command_builds_the_app_on_loopback(make_assistant, monkeypatch) -
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8123
     assert "http://127.0.0.1:8123/v1" in out.getvalue()
     assert assistant.retriever.chunks  # ingested before serving
+    deadline = time.monotonic() + 10
+    while not llm.held and time.monotonic() < deadline:  # the LLM prefix is warmed in the background
+        time.sleep(0.01)
+    assert llm.held[0][:2] == (0, "Hi")
     client = TestClient(seen["app"])
     assert client.get("/v1/models").status_code == 401
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
