@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -116,6 +117,8 @@ class Assistant:
         )
         self._llm = llm
         self._answerer_obj: Answerer | None = None
+        self._warm_lock = threading.Lock()
+        self._warmed: str | None = None  # the system message whose prefix the LLM holds
         self.retriever = Retriever(self.store, self.embedder, s.candidates, s.dense_weight, s.bm25_weight, s.fusion)
 
     # -- collaborators -------------------------------------------------------------------
@@ -239,6 +242,9 @@ class Assistant:
             answer.abstain_reason = f"no passage is relevant enough (best similarity {relevance:.3f})"
             events: Iterator[Event] = iter([answer])
         else:
+            if self._full_context() and self._warmed != self._prefix():
+                yield Status("Reading the documents into the model")
+                self.warm(only_if_cold=True)
             focused = not self._full_context() and self.settings.focus_tokens > 0
             if focused:
                 sources = self._answerer().focus(standalone, sources, self.settings.focus_tokens)
@@ -266,26 +272,37 @@ class Assistant:
         candidate = rewritten[0].strip() if rewritten else ""
         return candidate if 3 <= len(candidate) <= 2 * len(question) + 200 else question
 
-    def warm(self) -> None:
+    def warm(self, only_if_cold: bool = False) -> None:
         """Read the fixed prefix (instructions + all sources) into the LLM's KV cache now. With the
         "passage" excerpt style, slot k of the LLM server then gets a copy of that prefix and reads
         passage k's quoted block after it, for as many passages as there are slots beyond slot 0:
-        a question whose key passage is k is sent to slot k and pays only for its own words."""
-        if not self._full_context():
-            return
-        from rag.answer import passage_message, system_message
+        a question whose key passage is k is sent to slot k and pays only for its own words.
 
-        chunks = self.retriever.chunks
-        prefix: list[Message] = [
-            {"role": "system", "content": system_message(chunks)},
-            {"role": "user", "content": "Hi"},
-        ]
-        self.llm.hold(prefix)
-        if self.settings.excerpt_style != "passage" or not self.settings.excerpts:
-            return
-        for number, chunk in enumerate(chunks[: self.llm.slots - 1], 1):
-            user = passage_message(number, chunk, "Hi", "English")
-            self.llm.hold([prefix[0], {"role": "user", "content": user}], number, after=prefix)
+        The first question over a small set calls it (`only_if_cold`: unless these documents'
+        prefix is already warm in this process); the UI and `serve` call it at start-up and after
+        the documents change, so that no question waits for it."""
+        from rag.answer import passage_message
+
+        with self._warm_lock:
+            if not self._full_context():
+                return
+            system = self._prefix()
+            if only_if_cold and self._warmed == system:
+                return
+            chunks = self.retriever.chunks
+            prefix: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}]
+            self.llm.hold(prefix)
+            if self.settings.excerpt_style == "passage" and self.settings.excerpts:
+                for number, chunk in enumerate(chunks[: self.llm.slots - 1], 1):
+                    user = passage_message(number, chunk, "Hi", "English")
+                    self.llm.hold([prefix[0], {"role": "user", "content": user}], number, after=prefix)
+            self._warmed = system
+
+    def _prefix(self) -> str:
+        """The system message of a small set: every passage, in a fixed order."""
+        from rag.answer import system_message
+
+        return system_message(self.retriever.chunks)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -612,6 +612,7 @@ class ScriptedLLM(LLM):
         self.calls: list[list[Message]] = []
         self.slots_used: list[int] = []  # the slot of each `stream` call
         self.held: list[tuple[int, str, str | None]] = []  # (slot, user turn, user turn of `after`)
+        self.held_messages: list[list[Message]] = []  # the prompt of each hold
 
     def enqueue(self, *replies: str) -> None:
         self.replies.extend(replies)
@@ -633,11 +634,10 @@ class ScriptedLLM(LLM):
             yield piece
 
     def hold(self, messages: list[Message], slot: int = 0, after: list[Message] | None = None) -> None:
-        """Recorded like a request (`calls`, `slots_used`), without taking a scripted reply: those are
-        the answers' (a real server's one-token reply to a hold is thrown away)."""
+        """Recorded in `held` only: `calls` and the scripted replies are the answers' and checks'
+        (a real server's one-token reply to a hold is thrown away)."""
         self.held.append((slot, messages[-1]["content"], after[-1]["content"] if after else None))
-        self.calls.append(messages)
-        self.slots_used.append(slot)
+        self.held_messages.append(messages)
 
     def yes_probability(self, messages: list[Message]) -> float:
         import re

@@ -51,18 +51,17 @@ def test_warm_reads_the_prefix_and_with_passage_excerpts_each_passage_block_in_i
     assistant = make_assistant(llm, excerpt_style="quotes")
     assistant.ingest()
     assistant.warm()
-    assert [call[-1]["content"] for call in llm.calls] == ["Hi"] and llm.slots_used == [0]
+    assert [(slot, user) for slot, user, _ in llm.held] == [(0, "Hi")] and llm.calls == []
     passage_llm = ScriptedLLM(slots=3)  # fewer slots than passages: slots 1 and 2 only
     passages = make_assistant(passage_llm, excerpt_style="passage")
     passages.warm()
     chunks = passages.retriever.chunks
     assert len(chunks) > 2
-    warmed = [call[-1]["content"] for call in passage_llm.calls]
-    assert passage_llm.slots_used == [0, 1, 2]
+    warmed = [user for _, user, _ in passage_llm.held]
     # slots 1 and 2 start from the prefix's state (a server that saves states copies it)
     assert [(slot, after) for slot, _, after in passage_llm.held] == [(0, None), (1, "Hi"), (2, "Hi")]
     assert warmed[0] == "Hi" and all(w.startswith("Key passage from the sources:\n[") for w in warmed[1:])
-    assert all(call[0]["content"] == llm.calls[0][0]["content"] for call in passage_llm.calls)
+    assert all(held[0]["content"] == llm.held_messages[0][0]["content"] for held in passage_llm.held_messages)
     # a question goes to the slot of its key passage, whose warmed block is its prefix; checks to slot 0
     for question in ("Epik hébergeur refuge extrême droite", "Parler plainte Amazon abandonnée"):
         passage_llm.enqueue("NOT_FOUND")
@@ -72,6 +71,33 @@ def test_warm_reads_the_prefix_and_with_passage_excerpts_each_passage_block_in_i
         assert slot == (number if number < 3 else 0)
         if slot:
             assert asked.startswith(warmed[slot].split("Question: ")[0] + "Question: ")
+
+
+def test_the_first_question_over_a_small_set_warms_the_prefix_once_per_set_of_documents(
+    make_assistant, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    docs = tmp_path / "docs"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "seeds", docs)
+    llm = ScriptedLLM(slots=3)
+    assistant = make_assistant(llm)
+    assistant.ingest(docs)
+    events = list(assistant.stream("Why did Parler drop its suit?"))
+    reading = Status("Reading the documents into the model")
+    assert reading in events and events.index(reading) < events.index(next(e for e in events if isinstance(e, Answer)))
+    assert [slot for slot, _, _ in llm.held] == [0, 1, 2]  # the prefix, then each passage slot
+    assert llm.held_messages[0][0] == llm.calls[0][0]  # the answer's prompt starts with the warmed prefix
+    assert reading not in list(assistant.stream("Who hosts Parler now?"))  # already warm: not again
+    assert len(llm.held) == 3
+    (docs / "note.txt").write_text("Parler a aussi perdu son fondateur, écarté par le conseil.", encoding="utf-8")
+    assistant.ingest(docs)  # the documents changed: the next question reads the new prefix
+    assert reading in list(assistant.stream("Who hosts Parler now?"))
+    assert len(llm.held) == 6 and llm.held_messages[3][0] == llm.calls[-1][0] != llm.held_messages[0][0]
+    large = ScriptedLLM()
+    retrieval = make_assistant(large, full_context_tokens=0)  # a large set: every prompt differs, nothing to warm
+    retrieval.ask("Epik hébergeur refuge extrême droite")
+    assert large.held == []
 
 
 def test_large_set_retrieves_top_k(make_assistant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

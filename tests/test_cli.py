@@ -40,8 +40,8 @@ def test_ask_prints_answer_and_sources(fake_cli) -> None:  # type: ignore[no-unt
     assert "[1]" in out and "Sources:" in out and "(2021-03)" in out
     assert "first token" in out
     # the small set's prefix was read into the LLM before the question, as the UI does at start-up
-    assert llm.held[0][:2] == (0, "Hi") and llm.calls[0][-1]["content"] == "Hi"
-    assert "Question: Why did Parler drop its suit?" in llm.calls[len(llm.held)][-1]["content"]  # then the question
+    assert llm.held[0][:2] == (0, "Hi")
+    assert llm.held_messages[0][0] == llm.calls[0][0]  # the question's prompt starts with the warmed prefix
 
 
 def test_ask_json(fake_cli) -> None:  # type: ignore[no-untyped-def]

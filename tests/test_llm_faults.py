@@ -392,7 +392,7 @@ def test_the_assistant_reports_a_stalled_stream_then_a_dead_server(
 ) -> None:
     from rag.types import Token
 
-    server = serve([("stall", 2)])
+    server = serve([OK, ("stall", 2)])  # the first request reads the small set's prefix (Assistant.warm)
     assistant = make_assistant(client(server.base_url, retries=0))
     assistant.ingest()
     events = []
