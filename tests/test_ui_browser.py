@@ -209,7 +209,7 @@ def test_upload_then_ask_what_only_it_says(fake_app: tuple[Any, str], page: Any,
 
 def warmed_prefixes(assistant: Any) -> list[str]:
     """The system messages of the fake LLM's warm-ups (`Assistant.warm` reads the prefix with "Hi")."""
-    return [call[0]["content"] for call in list(assistant.llm.calls) if call[-1]["content"] == "Hi"]
+    return [held[0]["content"] for held in list(assistant.llm.held_messages) if held[-1]["content"] == "Hi"]
 
 
 def wait_until(condition: Any, timeout: float = 10.0) -> None:
