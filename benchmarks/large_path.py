@@ -12,6 +12,14 @@ budget per run, each in its own process: the llama.cpp server keeps earlier prom
 the prefix it shares with the first ask and look faster than it is. Results are merged into
 `--out` by budget. Reports per budget: first token and total p50/p95, new prompt tokens, share
 answered, and share of answers stating the SQuAD answer.
+
+`--english` asks each sampled question's English version instead (from the cache that
+`benchmarks/cnil_crosslingual.py` writes, `.cache/bench/cnil_questions_en.json`), and
+`--no-translate-query` turns `RAG_TRANSLATE_QUERY` off, so that the time the translation into
+the documents' language adds before the search is measured end to end:
+
+    .venv/bin/python benchmarks/large_path.py --focus 160 --english --questions 16
+    .venv/bin/python benchmarks/large_path.py --focus 160 --english --questions 16 --no-translate-query
 """
 
 from __future__ import annotations
@@ -41,12 +49,23 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--squad", type=Path, default=SQUAD)
     parser.add_argument("--out", type=Path, default=Path("reports/large_path.json"))
+    parser.add_argument("--english", action="store_true", help="ask the questions' English versions")
+    parser.add_argument("--no-translate-query", action="store_true", help="RAG_TRANSLATE_QUERY=0 for this run")
+    parser.add_argument("--english-cache", type=Path, default=Path(".cache/bench/cnil_questions_en.json"))
     args = parser.parse_args()
     if not args.squad.is_file():
         print(f"skipped: {args.squad} is absent")
         return 0
     settings, pages = squad_settings(args.squad)
+    settings = settings.model_copy(update={"translate_query": not args.no_translate_query})
     records = sample(load_squad(args.squad, pages), args.questions, args.seed)
+    if args.english:
+        if not args.english_cache.is_file():
+            print(f"{args.english_cache} is absent: run benchmarks/cnil_crosslingual.py first")
+            return 1
+        english = json.loads(args.english_cache.read_text(encoding="utf-8"))
+        records = [r.model_copy(update={"question": english[r.question]}) for r in records]
+    label = "-english" * args.english + "-no-translate" * args.no_translate_query
     results = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
     assistant = Assistant(settings)
     assistant.ingest(pages, show_bar=True)
@@ -61,6 +80,8 @@ def main() -> int:
                 {
                     "question": record.question,
                     "first_token_s": answer.timings.get("first_token_s"),
+                    "translate_s": answer.timings.get("translate_s"),
+                    "search_translation": answer.search_translation,
                     "total_s": time.perf_counter() - started,
                     "new_prompt_tokens": answer.usage.get("prompt_tokens", 0) - answer.usage.get("cached_tokens", 0),
                     "abstained": answer.abstained,
@@ -72,7 +93,7 @@ def main() -> int:
             )
         ttft = [r["first_token_s"] for r in rows]
         total = [r["total_s"] for r in rows]
-        results[str(focus)] = {
+        results[f"{focus}{label}"] = {
             "first_token_p50": statistics.median(ttft),
             "first_token_p95": percentile(ttft, 95),
             "total_p50": statistics.median(total),

@@ -6,7 +6,9 @@ Which passages the model sees:
   server reuses its KV cache and each question pays only for its own tokens
   (cache-augmented generation). An off-topic question is still caught by the relevance
   gate below.
-- larger sets: the `top_k` passages of hybrid retrieval (dense + BM25, fused).
+- larger sets: the `top_k` passages of hybrid retrieval (dense + BM25, fused). A question in
+  another language than the documents' is searched together with its translation into
+  theirs, asked of the LLM (`translate_query`).
 
 Abstention has four independent gates, since the 1.5B model alone almost never abstains:
 relevance (the best e5 similarity is below `min_relevance`), the model's own NOT_FOUND,
@@ -38,6 +40,7 @@ from rag.llm import LLM, Message, default_llm
 from rag.loaders import LoadError, load_file
 from rag.retrieve import Retriever
 from rag.store import ChunkStore, index_name
+from rag.tokens import count_tokens
 from rag.types import Answer, Chunk, IngestReport, Status, Token
 
 log = logging.getLogger(__name__)
@@ -231,10 +234,16 @@ class Assistant:
             standalone = self.rewrite(question, history)
             timings["rewrite_s"] = time.perf_counter() - started
 
+        translation = ""
+        if self._translates(language):
+            yield Status(f"Translating the question into {prompts.LANGUAGE_NAMES[self.retriever.language]}")
+            t0 = time.perf_counter()
+            translation = self.search_translation(standalone)
+            timings["translate_s"] = time.perf_counter() - t0
         yield Status("Searching the documents")
         t0 = time.perf_counter()
         relevance = self.retriever.relevance(standalone)
-        sources = self._sources(standalone)
+        sources = self._sources(standalone, translation)
         timings["retrieval_s"] = time.perf_counter() - t0
 
         if relevance < self.settings.min_relevance:
@@ -253,6 +262,7 @@ class Assistant:
             if isinstance(event, Answer):
                 event.question = question
                 event.standalone_question = standalone
+                event.search_translation = translation
                 event.relevance = relevance
                 event.timings.update(timings)
                 event.timings.setdefault("total_s", time.perf_counter() - started)
@@ -271,6 +281,22 @@ class Assistant:
         rewritten = self.llm.complete(messages, max_tokens=60).text.strip().strip('"').splitlines()
         candidate = rewritten[0].strip() if rewritten else ""
         return candidate if 3 <= len(candidate) <= 2 * len(question) + 200 else question
+
+    def search_translation(self, question: str) -> str:
+        """`question` translated by the LLM into the documents' language, for searching a large set
+        in it too (BM25 cannot match an English question to French text; e5 can, less well): ""
+        if the reply is unusable or the LLM fails (the search then goes on without it)."""
+        name = prompts.LANGUAGE_NAMES[self.retriever.language]
+        messages: list[Message] = [{"role": "user", "content": prompts.TRANSLATE.format(language=name, text=question)}]
+        try:
+            reply = self.llm.complete(messages, max_tokens=min(256, 2 * count_tokens(question) + 20)).text
+        except RagError as exc:
+            log.warning("searching without a translation of the question: %s", exc)
+            return ""
+        lines = reply.strip().splitlines()
+        candidate = lines[0].strip().strip('"') if lines else ""
+        usable = 3 <= len(candidate) <= 2 * len(question) + 200 and candidate != question
+        return candidate if usable else ""
 
     def warm(self, only_if_cold: bool = False) -> None:
         """Read the fixed prefix (instructions + all sources) into the LLM's KV cache now. With the
@@ -309,10 +335,21 @@ class Assistant:
     def _full_context(self) -> bool:
         return 0 < self.retriever.total_tokens <= self.settings.full_context_tokens
 
-    def _sources(self, question: str) -> list[Chunk]:
+    def _translates(self, language: str) -> bool:
+        """Whether a question in `language` is also searched in the documents' language: only on
+        the retrieval path (a small set gives the model every passage anyway)."""
+        corpus = self.retriever.language
+        return (
+            self.settings.translate_query
+            and language != corpus
+            and corpus in prompts.LANGUAGE_NAMES
+            and not self._full_context()
+        )
+
+    def _sources(self, question: str, translation: str = "") -> list[Chunk]:
         if self._full_context():
             return list(self.retriever.chunks)
-        return [hit.chunk for hit in self.retriever.search(question, self.settings.top_k)]
+        return [hit.chunk for hit in self.retriever.search(question, self.settings.top_k, translation)]
 
     def _validate(self, question: str) -> str:
         """The question, cleaned (see `clean_text`); QuestionError if it is not text, empty, wordless or too long."""

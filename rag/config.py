@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         description="When the model finds no answer to a question in neither English nor the documents' "
         "language, ask it again for an English answer, check it, and translate its sentences.",
     )
+    translate_query: bool = Field(
+        True,
+        description="On a large set (the retrieval path), a question in another language than the documents' "
+        "is also searched in theirs, translated by the LLM (about 1 s). CNIL questions put into English: "
+        "page hit@5 0.764 -> 0.789, hit@1 0.484 -> 0.527.",
+    )
     verify: bool = Field(True, description="Check that each cited passage supports its sentence.")
     max_sentences: int = Field(
         2,

@@ -17,6 +17,13 @@ BM25 a lot on French pages; see the CNIL figures in the README), and two fusions
 Dense weighs more than BM25 by default: BM25 is weaker on CNIL and cannot match an English
 question to French text at all.
 
+A question may come with its translation into the documents' language (`search(query, k,
+translation)`; the assistant asks the LLM for it on large sets): BM25 then scores the question
+and its translation together, and the dense query vector is the question's plus
+`TRANSLATION_WEIGHT` times the translation's (a sum of inner products; llama-index's
+`QueryBundle.custom_embedding_strs` carries both texts). CNIL questions put into English: page
+hit@5 0.764 -> 0.789, hit@1 0.484 -> 0.527 (`benchmarks/cnil_crosslingual.py`).
+
 `Retriever` is the project-level facade: it returns `Hit`s, never llama-index types.
 """
 
@@ -38,6 +45,7 @@ from rag.types import Chunk, Hit
 log = logging.getLogger(__name__)
 
 RRF_K = 60
+TRANSLATION_WEIGHT = 0.5  # of the translation's vector beside the question's (CNIL in English: 0.5 > 1.0)
 FUSIONS = ("score", "rrf")
 STEMMERS = {
     "fr": "french",
@@ -54,6 +62,23 @@ def _node(chunk: Chunk, score: float) -> NodeWithScore:
     return NodeWithScore(node=TextNode(id_=chunk.id, text=chunk.text), score=score)
 
 
+def bundle_of(query: str, translation: str = "") -> QueryBundle:
+    """The question as llama-index passes it on: with a translation, BM25 reads both texts
+    (`query_str`) and the dense vector is built from both (`custom_embedding_strs`)."""
+    if not translation:
+        return QueryBundle(query_str=query)
+    return QueryBundle(query_str=f"{query}\n{translation}", custom_embedding_strs=[query, translation])
+
+
+def query_vector(embedder: Embedder, bundle: QueryBundle) -> np.ndarray:
+    """The question's e5 query vector, plus `TRANSLATION_WEIGHT` times its translation's."""
+    texts = bundle.custom_embedding_strs or [bundle.query_str]
+    vector = embedder.embed_query(texts[0])
+    for text in texts[1:]:
+        vector = vector + TRANSLATION_WEIGHT * embedder.embed_query(text)
+    return vector
+
+
 class DenseRetriever(BaseRetriever):
     def __init__(self, store: ChunkStore, embedder: Embedder, top_k: int) -> None:
         super().__init__()
@@ -62,7 +87,7 @@ class DenseRetriever(BaseRetriever):
         self.top_k = top_k
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        vector = self._embedder.embed_query(query_bundle.query_str)
+        vector = query_vector(self._embedder, query_bundle)
         return [_node(chunk, score) for chunk, score in self._store.query(vector, self.top_k)]
 
 
@@ -155,7 +180,7 @@ class ScoreFusionRetriever(BaseRetriever):
         bm25: dict[str, float] = {}
         vector = None
         if self.dense_weight > 0:
-            vector = self._embedder.embed_query(query)
+            vector = query_vector(self._embedder, query_bundle)
             for rank, (chunk, score) in enumerate(self._store.query(vector, self.candidates), 1):
                 dense[chunk.id] = score
                 ranks.setdefault(chunk.id, {})["dense"] = rank
@@ -239,7 +264,9 @@ class Retriever:
         best = self.store.query(self.embedder.embed_query(query), 1)
         return best[0][1] if best else 0.0
 
-    def search(self, query: str, k: int) -> list[Hit]:
+    def search(self, query: str, k: int, translation: str = "") -> list[Hit]:
+        """The `k` best chunks for `query`; `translation` (the query in the documents' language, if
+        it is in another) is searched with it."""
         with self._lock:
             by_id, bm25, bm25_scores = self._by_id, self._bm25, self._bm25_scores
         if not by_id:
@@ -256,7 +283,7 @@ class Retriever:
             if bm25 is not None:
                 retrievers["bm25"] = (bm25, self.bm25_weight)
             fusion = RankFusionRetriever(retrievers, top_k=k)
-        results = fusion.retrieve(query)
+        results = fusion.retrieve(bundle_of(query, translation))
         hits = []
         for result in results:
             chunk = by_id.get(result.node.node_id)

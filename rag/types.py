@@ -114,6 +114,7 @@ class Answer:
     withdrawn: list[str] = field(default_factory=list)
     raw_text: str = ""  # what the model wrote, before checks
     standalone_question: str = ""  # the question after follow-up rewriting
+    search_translation: str = ""  # the question in the documents' language, searched with it (large sets)
     sources: list[Citation] = field(default_factory=list)  # every passage shown to the model
     timings: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
@@ -136,6 +137,7 @@ class Answer:
         return {
             "question": self.question,
             "standalone_question": self.standalone_question,
+            "search_translation": self.search_translation,
             "text": self.text,
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,

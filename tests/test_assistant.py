@@ -110,6 +110,83 @@ def test_large_set_retrieves_top_k(make_assistant, tmp_path: Path) -> None:  # t
     assert "Epik" in system
 
 
+TRANSLATE_PROMPT = "Translate this sentence into French."
+
+
+def translating_llm() -> ScriptedLLM:
+    """Translates any question into French words of the seed's Epik passage; finds no answer."""
+
+    def reply(messages: list[dict[str, str]]) -> str:
+        if messages[-1]["content"].startswith(TRANSLATE_PROMPT):
+            return "Epik hébergeur refuge extrême droite\n(note)"
+        return "NOT_FOUND"
+
+    return ScriptedLLM(reply_fn=reply)
+
+
+def test_a_question_in_another_language_is_also_searched_in_the_documents_one(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    question = "Which hosting company took the social network in?"  # English, the seed is French
+    llm = translating_llm()
+    assistant = make_assistant(llm, full_context_tokens=0, top_k=1, focus_tokens=0)
+    assistant.ingest()
+    events = list(assistant.stream(question))
+    answer = events[-1]
+    assert isinstance(answer, Answer)
+    assert Status("Translating the question into French") in events
+    assert llm.calls[0][-1]["content"].startswith(TRANSLATE_PROMPT) and question in llm.calls[0][-1]["content"]
+    assert answer.search_translation == "Epik hébergeur refuge extrême droite"  # its first line
+    assert answer.timings["translate_s"] >= 0
+    assert "Epik" in llm.calls[1][0]["content"]  # the passage the translation found is the one given
+    assert [s.text for s in answer.sources] == [
+        h.chunk.text for h in assistant.retriever.search(question, 1, answer.search_translation)
+    ]
+
+    without = translating_llm()
+    off = make_assistant(without, full_context_tokens=0, top_k=1, focus_tokens=0, translate_query=False)
+    off_answer = off.ask(question)
+    assert off_answer.search_translation == "" and len(without.calls) == 1  # the answer only
+    assert "Epik" not in without.calls[0][0]["content"]  # the question alone finds another passage
+
+
+@pytest.mark.parametrize(
+    ("question", "settings"),
+    [
+        ("Quel hébergeur a accueilli Parler ?", {"full_context_tokens": 0}),  # already in French
+        ("Which hosting company took the social network in?", {}),  # a small set: every passage given
+    ],
+)
+def test_no_translation_when_the_languages_agree_or_the_set_is_small(make_assistant, question, settings) -> None:  # type: ignore[no-untyped-def]
+    llm = translating_llm()
+    assistant = make_assistant(llm, **settings)
+    assistant.ingest()
+    answer = assistant.ask(question)
+    assert answer.search_translation == ""
+    assert not any(call[-1]["content"].startswith(TRANSLATE_PROMPT) for call in llm.calls)
+
+
+def test_an_unusable_translation_is_not_searched(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    echo = ScriptedLLM(reply_fn=lambda m: m[-1]["content"].split("Sentence: ")[-1].split("\n")[0])
+    assistant = make_assistant(echo, full_context_tokens=0)
+    assistant.ingest()
+    assert assistant.search_translation("Which web company took the network in?") == ""  # the question itself
+    assert make_assistant(ScriptedLLM([""]), full_context_tokens=0).search_translation("Which company?") == ""
+
+
+def test_a_failed_translation_leaves_the_search_to_the_question(make_assistant, caplog) -> None:  # type: ignore[no-untyped-def]
+    from rag.errors import LLMError
+
+    def reply(messages: list[dict[str, str]]) -> str:
+        if messages[-1]["content"].startswith(TRANSLATE_PROMPT):
+            raise LLMError("the LLM server timed out")
+        return "NOT_FOUND"
+
+    assistant = make_assistant(ScriptedLLM(reply_fn=reply), full_context_tokens=0)
+    assistant.ingest()
+    answer = assistant.ask("Which hosting company took the social network in?")
+    assert answer.search_translation == "" and answer.sources  # searched and answered all the same
+    assert "searching without a translation of the question: the LLM server timed out" in caplog.text
+
+
 def test_large_set_trims_passages_to_the_focus_budget(make_assistant) -> None:  # type: ignore[no-untyped-def]
     from rag.tokens import count_tokens
 

@@ -17,7 +17,7 @@ from rag.retrieve import (
     corpus_language,
 )
 from rag.store import ChunkStore
-from rag.types import Chunk
+from rag.types import Chunk, Hit
 
 # -- RankFusionRetriever with fixed fake rankings --------------------------------------------
 
@@ -341,6 +341,38 @@ def test_french_corpus_uses_french_bm25(chunk_store, hash_embedder):
     assert retriever.language == "fr"
     # "éruption" / "volcan" only match "éruptions" / "volcans" through stemming
     assert retriever.search("une éruption du volcan", 1)[0].chunk.doc_path == "fr0.txt"
+
+
+# -- a question with its translation into the documents' language ---------------------------
+
+
+FRENCH_CHUNK = _chunks(FRENCH[:1])[0]
+
+
+@pytest.mark.parametrize("fusion", ["score", "rrf"])
+def test_the_translation_finds_what_the_question_in_another_language_cannot(chunk_store, hash_embedder, fusion):
+    fill(chunk_store, hash_embedder, {f"fr{i}.txt": [t] for i, t in enumerate(FRENCH)})
+    retriever = Retriever(chunk_store, hash_embedder, fusion=fusion)
+    question = "Why do mountains spit fire and smoke?"  # no word of the French text in it
+    if fusion == "score":  # (rank fusion ranks every chunk, even those sharing no word)
+        alone = {h.chunk.doc_path: h for h in retriever.search(question, 3)}
+        assert "bm25" not in alone.get("fr0.txt", Hit(FRENCH_CHUNK, 0.0)).ranks  # no word to match
+    hits = retriever.search(question, 3, translation="Pourquoi les volcans projettent-ils des cendres ?")
+    assert hits[0].chunk.doc_path == "fr0.txt" and hits[0].ranks == {"dense": 1, "bm25": 1}
+
+
+def test_the_query_vector_adds_the_translations_at_half_weight(hash_embedder):
+    from rag.retrieve import TRANSLATION_WEIGHT, bundle_of, query_vector
+
+    question, translation = "volcano ash", "cendres du volcan"
+    bundle = bundle_of(question, translation)
+    assert bundle.query_str == "volcano ash\ncendres du volcan"  # what BM25 reads
+    expected = hash_embedder.embed_query(question) + TRANSLATION_WEIGHT * hash_embedder.embed_query(translation)
+    assert TRANSLATION_WEIGHT == 0.5
+    np.testing.assert_allclose(query_vector(hash_embedder, bundle), expected)
+    plain = bundle_of(question)
+    assert plain.query_str == question and not plain.custom_embedding_strs
+    np.testing.assert_allclose(query_vector(hash_embedder, plain), hash_embedder.embed_query(question))
 
 
 # -- window vectors (multi-granularity) ------------------------------------------------------

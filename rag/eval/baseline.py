@@ -152,7 +152,8 @@ class _BaselineRetriever:
         nodes = list(index.docstore.docs.values())
         self.chunks = [_chunk(node, i) for i, node in enumerate(nodes)]
 
-    def search(self, query: str, k: int) -> list[Hit]:
+    def search(self, query: str, k: int, translation: str = "") -> list[Hit]:
+        """The llama-index default retriever on `query` (`translation` is ours, not the baseline's: unused)."""
         results: list[NodeWithScore] = self._index.as_retriever(similarity_top_k=k).retrieve(query)
         return [Hit(_chunk(r.node), float(r.score or 0.0)) for r in results]
 

@@ -3,8 +3,9 @@
 For each record the REAL pipeline is called: `pipeline.ask(question, history)`. Retrieval is
 scored twice: on the passages the answer was given (`answer.sources`, in order: in the
 full-context mode these are all chunks in document order) and on the ranking of
-`pipeline.retriever.search(standalone question, 10)`, which is what a larger document set
-would give the model.
+`pipeline.retriever.search(standalone question, 10, translation)`, which is what a larger
+document set would give the model (`translation`: the question in the documents' language that
+the answer's search used, if any; a record that is only searched is searched as written).
 
 Relevance: with `gold_docs` (page-level sets such as SQuAD) a passage is relevant when its
 document is one of them, and rankings are by distinct document; otherwise a passage is
@@ -47,7 +48,7 @@ class SearchIndex(Protocol):
     @property
     def chunks(self) -> list[Chunk]: ...
 
-    def search(self, query: str, k: int) -> list[Hit]: ...
+    def search(self, query: str, k: int, translation: str = "") -> list[Hit]: ...
 
 
 class Pipeline(Protocol):
@@ -197,7 +198,7 @@ def _row(
     standalone = answer.standalone_question if answer and answer.standalone_question else record.question
     t0 = time.perf_counter()
     try:
-        hits = assistant.retriever.search(standalone, SEARCH_K)
+        hits = assistant.retriever.search(standalone, SEARCH_K, answer.search_translation if answer else "")
     except RagError as exc:
         hits, row["error"] = [], row["error"] or str(exc)
     row["search_s"] = time.perf_counter() - t0
@@ -227,6 +228,7 @@ def score_answer(record: EvalRecord, answer: Answer, gold: _Gold, n_relevant: in
         "relevance": answer.relevance,
         "fit": answer.fit,
         "standalone_question": answer.standalone_question,
+        "search_translation": answer.search_translation,
         "cited": [c.number for c in answer.citations],
         "unsupported": list(answer.unsupported),
         "sentences": [

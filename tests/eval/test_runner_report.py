@@ -108,3 +108,23 @@ def test_baseline_abstention_heuristic() -> None:
     assert says_cannot_answer("Les documents ne le disent pas.")
     assert says_cannot_answer("NOT_FOUND")
     assert not says_cannot_answer("Parler moved to Epik.")
+
+
+def test_the_search_scored_is_the_one_the_answer_used(make_assistant, four_records, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from rag.llm import ScriptedLLM
+
+    def reply(messages: list[dict[str, str]]) -> str:
+        if messages[-1]["content"].startswith("Translate this sentence into French."):
+            return "Quel hébergeur accueille Parler ?"
+        return "NOT_FOUND"
+
+    assistant = make_assistant(ScriptedLLM(reply_fn=reply), full_context_tokens=0)  # the retrieval path
+    assistant.ingest()
+    searched: list[tuple[str, str]] = []
+    search = assistant.retriever.search
+    monkeypatch.setattr(assistant.retriever, "search", lambda q, k, t="": searched.append((q, t)) or search(q, k, t))
+    run = run_eval(assistant, four_records[:1], progress=False)
+    row = run.rows[0]
+    assert row["search_translation"] == "Quel hébergeur accueille Parler ?"
+    # the answer's search, then the runner's: both with the question's translation
+    assert searched == [(four_records[0].question, "Quel hébergeur accueille Parler ?")] * 2
