@@ -114,6 +114,19 @@ def test_bundled_model_translates_a_checked_english_sentence_into_spanish(assist
     assert usage["completion_tokens"] > 0
 
 
+def test_bundled_model_puts_a_question_into_the_documents_language_for_search(assistant) -> None:  # type: ignore[no-untyped-def]
+    from rag.language import detect
+
+    assert assistant.retriever.language == "fr"
+    french = assistant.search_translation("Why did Parler drop its lawsuit against Amazon?")
+    assert detect(french, default="?") == "fr" and "Amazon" in french, french
+    # searched with it, the English question ranks a passage on the lawsuit first
+    hits = assistant.retriever.search("Why did Parler drop its lawsuit against Amazon?", 3, french)
+    assert any(word in hits[0].chunk.text for word in ("plainte", "justice", "tribunal", "poursuite")), hits[
+        0
+    ].chunk.text
+
+
 def test_fit_check_tells_the_answer_to_the_question_from_a_true_sentence_that_is_not(assistant) -> None:  # type: ignore[no-untyped-def]
     """Both sentences are stated by their sources; only one says who hosts Parler now."""
     from rag.answer import FIT_THRESHOLD, system_message
