@@ -367,6 +367,9 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         values = [float(r[key]) for r in rows if r.get(key) is not None]
         out[f"{key}_p50"] = percentile(values, 50)
         out[f"{key}_p95"] = percentile(values, 95)
+    # questions also searched in the documents' language (`translate_query`), and what that took
+    out["translated"] = sum(1 for r in rows if r.get("search_translation"))
+    out["translate_s_p50"] = percentile([float(r["translate_s"]) for r in rows if r.get("translate_s") is not None], 50)
     for key in ("prompt_tokens", "completion_tokens"):
         out[f"{key}_mean"] = mean(r.get(key) for r in rows)
         out[f"{key}_total"] = sum(int(r.get(key) or 0) for r in rows)

@@ -51,6 +51,8 @@ MAIN_METRICS: list[tuple[str, str, str]] = [
     ("search_ndcg@10", "search nDCG@10", "rate"),
     ("retrieval_s_p50", "retrieval p50", "s"),
     ("retrieval_s_p95", "retrieval p95", "s"),
+    ("translated", "questions also searched in the documents' language", "n"),
+    ("translate_s_p50", "their translation p50", "s"),
     ("first_token_s_p50", "first token p50", "s"),
     ("first_token_s_p95", "first token p95", "s"),
     ("total_s_p50", "total p50", "s"),

@@ -242,7 +242,7 @@ def score_answer(record: EvalRecord, answer: Answer, gold: _Gold, n_relevant: in
         "timings": dict(answer.timings),
         "usage": dict(answer.usage),
     }
-    for key in ("retrieval_s", "first_token_s", "total_s"):
+    for key in ("retrieval_s", "translate_s", "first_token_s", "total_s"):
         out[key] = answer.timings.get(key)
     for key in ("prompt_tokens", "completion_tokens", "cached_tokens"):
         out[key] = answer.usage.get(key)

@@ -128,3 +128,5 @@ def test_the_search_scored_is_the_one_the_answer_used(make_assistant, four_recor
     assert row["search_translation"] == "Quel hébergeur accueille Parler ?"
     # the answer's search, then the runner's: both with the question's translation
     assert searched == [(four_records[0].question, "Quel hébergeur accueille Parler ?")] * 2
+    overall = summarise(run)["overall"]
+    assert overall["translated"] == 1 and overall["translate_s_p50"] == row["translate_s"] >= 0
