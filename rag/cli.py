@@ -51,9 +51,12 @@ def print_answer(answer: Answer, out: TextIO) -> None:
             head = f"[{c.number}] {c.title}" + (f" ({c.date})" if c.date else "") + f" - {c.doc_path}"
             out.write(f"{head}, chars {c.start}-{c.end}\n")
             out.write(f"    {' '.join(c.text.split())}\n")
+    if answer.search_translation:
+        out.write(f"\nAlso searched in the documents' language as: {answer.search_translation}\n")
     t = answer.timings
+    translation = f"translation {t['translate_s']:.2f} s, " if "translate_s" in t else ""
     out.write(
-        f"\n(retrieval {t.get('retrieval_s', 0):.2f} s, first token {t.get('first_token_s', 0):.2f} s, "
+        f"\n({translation}retrieval {t.get('retrieval_s', 0):.2f} s, first token {t.get('first_token_s', 0):.2f} s, "
         f"total {t.get('total_s', 0):.2f} s)\n"
     )
 

@@ -92,3 +92,21 @@ def test_print_answer_lists_sentences_the_fit_check_withdrew() -> None:
     assert printed.startswith("The documents do not say.\n")
     assert "Withdrawn (true of the sources, but judged not to answer the question):\n" in printed
     assert "  - Parler is popular with the far right.\n" in printed
+
+
+def test_print_answer_shows_the_translation_the_search_used() -> None:
+    import io
+
+    from rag.cli import print_answer
+    from rag.types import Answer
+
+    answer = Answer(question="Who hosts Parler?", text="The documents do not say.", citations=[], abstained=True)
+    plain = io.StringIO()
+    print_answer(answer, plain)
+    assert "Also searched" not in plain.getvalue() and "translation" not in plain.getvalue()
+    answer.search_translation = "Qui héberge Parler ?"
+    answer.timings = {"translate_s": 0.94, "retrieval_s": 0.02, "first_token_s": 4.1, "total_s": 9.0}
+    out = io.StringIO()
+    print_answer(answer, out)
+    assert "\nAlso searched in the documents' language as: Qui héberge Parler ?\n" in out.getvalue()
+    assert "(translation 0.94 s, retrieval 0.02 s, first token 4.10 s, total 9.00 s)" in out.getvalue()
