@@ -40,32 +40,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cnil_retrieval import DATA, DEPTH, Dataset, build_index, load_dataset, page_ranking  # noqa: E402
+from cnil_retrieval import DATA, DEPTH, build_index, gold_ranks, load_dataset, page_ranking, rank_metrics  # noqa: E402
 from embed_cache import CachedE5  # noqa: E402
 
 from rag import prompts  # noqa: E402
 from rag.assistant import Assistant  # noqa: E402
 from rag.config import Settings  # noqa: E402
 from rag.llm import Message  # noqa: E402
-
-
-def ranks(rankings: Sequence[list[str]], ds: Dataset) -> list[int]:
-    """Per question, the rank of its page among the first 10 (0 = not there)."""
-    out = []
-    for ranking, (_, gold) in zip(rankings, ds.questions, strict=True):
-        target = ds.canon[gold]
-        out.append(next((r for r, page in enumerate(ranking, 1) if ds.canon.get(page) == target), 0))
-    return out
-
-
-def metrics(r: list[int]) -> dict[str, float]:
-    n = len(r)
-    return {
-        "hit@1": sum(1 for x in r if x == 1) / n,
-        "hit@3": sum(1 for x in r if 0 < x <= 3) / n,
-        "hit@5": sum(1 for x in r if 0 < x <= 5) / n,
-        "mrr": sum(1 / x for x in r if x) / n,
-    }
 
 
 def versus(r: list[int], base: list[int], cut: int) -> dict[str, int]:
@@ -139,10 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return out
 
         runs = {
-            "French, as in the set (the ceiling)": ranks(pages(french), ds),
-            "English, as asked (translate_query off)": ranks(pages(asked), ds),
-            "English + its French translation (default)": ranks(pages(asked, translations), ds),
-            "the French translation alone": ranks(
+            "French, as in the set (the ceiling)": gold_ranks(pages(french), ds),
+            "English, as asked (translate_query off)": gold_ranks(pages(asked), ds),
+            "English + its French translation (default)": gold_ranks(pages(asked, translations), ds),
+            "the French translation alone": gold_ranks(
                 pages([t or a for t, a in zip(translations, asked, strict=True)]), ds
             ),
         }
@@ -150,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = runs["English, as asked (translate_query off)"]
     results = {
-        name: {**metrics(r), "vs_english_hit@1": versus(r, base, 1), "vs_english_hit@5": versus(r, base, 5)}
+        name: {**rank_metrics(r), "vs_english_hit@1": versus(r, base, 1), "vs_english_hit@5": versus(r, base, 5)}
         for name, r in runs.items()
     }
     out = {

@@ -106,18 +106,28 @@ def page_ranking(doc_paths: Iterable[str], limit: int = PAGES) -> list[str]:
     return out
 
 
-def score(rankings: Sequence[list[str]], ds: Dataset) -> dict[str, float]:
+def gold_ranks(rankings: Sequence[list[str]], ds: Dataset) -> list[int]:
+    """Per question, the rank of its page in its ranking (0 = not there)."""
     ranks = []
     for ranking, (_, gold) in zip(rankings, ds.questions, strict=True):
         target = ds.canon[gold]
-        rank = next((r for r, page in enumerate(ranking, 1) if ds.canon.get(page) == target), 0)
-        ranks.append(rank)
+        ranks.append(next((r for r, page in enumerate(ranking, 1) if ds.canon.get(page) == target), 0))
+    return ranks
+
+
+def rank_metrics(ranks: Sequence[int]) -> dict[str, float]:
     n = len(ranks)
     return {
         "hit@1": sum(1 for r in ranks if r == 1) / n,
         "hit@3": sum(1 for r in ranks if 0 < r <= 3) / n,
         "hit@5": sum(1 for r in ranks if 0 < r <= 5) / n,
         "mrr": sum(1 / r for r in ranks if r) / n,
+    }
+
+
+def score(rankings: Sequence[list[str]], ds: Dataset) -> dict[str, float]:
+    return {
+        **rank_metrics(gold_ranks(rankings, ds)),
         "short_lists": sum(1 for ranking in rankings if len(ranking) < PAGES),  # fewer than 10 pages found
     }
 
