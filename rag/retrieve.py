@@ -296,6 +296,9 @@ def _build_bm25(chunks: Sequence[Chunk], top_k: int) -> BaseRetriever:
     import Stemmer
     from llama_index.retrievers.bm25 import BM25Retriever
 
+    # bm25s sets its own logger to DEBUG on import, so "Building index from IDs objects" reached
+    # every root handler (the CLI printed it above each answer). Its warnings still pass.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     language = corpus_language(chunks)
     nodes: list[BaseNode] = [TextNode(id_=c.id, text=c.text, metadata={"doc_path": c.doc_path}) for c in chunks]
     log.debug("BM25 over %d chunks, language %s", len(nodes), language)

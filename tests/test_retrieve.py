@@ -3,6 +3,8 @@ over a tmp store, language."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from llama_index.core.retrievers import BaseRetriever
@@ -250,6 +252,21 @@ def test_search_finds_the_chunk_sharing_words(filled, hash_embedder, dense_weigh
 def test_both_fusions_find_the_chunk_sharing_words(filled, hash_embedder, fusion):
     hits = Retriever(filled, hash_embedder, fusion=fusion).search(QUERY, 3)
     assert hits[0].chunk.id == "volcano.txt-0" and hits[0].ranks == {"dense": 1, "bm25": 1}
+
+
+def test_bm25s_debug_lines_do_not_reach_a_warning_level_handler(filled, hash_embedder):
+    """bm25s sets its logger to DEBUG on import; the CLI's handler (root at WARNING, as
+    `logging.basicConfig` leaves it) printed "DEBUG Building index from IDs objects" above answers."""
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        Retriever(filled, hash_embedder).search(QUERY, 3)
+    finally:
+        root.removeHandler(handler)
+    assert not [r.getMessage() for r in seen if r.name.startswith("bm25s") and r.levelno < logging.WARNING]
 
 
 def test_unknown_fusion_is_refused(filled, hash_embedder):
