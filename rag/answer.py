@@ -220,7 +220,7 @@ class Answerer:
         """A NOT_FOUND to a question in neither English nor the sources' language."""
         if not self.config.translate_retry or language == "en" or not sources:
             return False
-        if reply.strip() and prompts.NOT_FOUND_TOKEN not in reply:
+        if reply.strip() and not prompts.says_not_found(reply):
             return False
         return language != detect(" ".join(c.text for c in sources[:8])[:2000], default=language)
 
@@ -247,7 +247,7 @@ class Answerer:
         _add_usage(usage, completion)
         lines = completion.text.strip().splitlines()
         out = strip_markers(lines[0]).strip().strip('"«»“”').strip() if lines else ""
-        if prompts.NOT_FOUND_TOKEN in out or not len(text) / 3 <= len(out) <= 3 * len(text) + 20:
+        if prompts.says_not_found(out) or not len(text) / 3 <= len(out) <= 3 * len(text) + 20:
             return text
         return out
 
@@ -264,7 +264,7 @@ class Answerer:
         shown = [citation_for(i, c) for i, c in enumerate(sources, 1)]
         answer = Answer(question=question, text="", citations=[], abstained=True, language=language, raw_text=raw)
         answer.sources = shown
-        if not raw.strip() or prompts.NOT_FOUND_TOKEN in raw:
+        if not raw.strip() or prompts.says_not_found(raw):
             return self._abstain(answer, "the model found no answer in the sources")
 
         parsed = parse_answer(raw, len(sources))

@@ -9,7 +9,18 @@ instruction is content to report, not to obey.
 
 from __future__ import annotations
 
+import re
+
 NOT_FOUND_TOKEN = "NOT_FOUND"
+# Told to answer in Portuguese, the small model has replied "Não_FOUND": it translated the
+# token's first word. Any word joined to "_FOUND" is read as the token.
+NOT_FOUND_RE = re.compile(r"\w*_FOUND\b")
+
+
+def says_not_found(reply: str) -> bool:
+    """Whether `reply` contains the "cannot answer" token, or a translation of its first word."""
+    return NOT_FOUND_RE.search(reply) is not None
+
 
 # Shown (UI, CLI) above the sentences the fit check withdrew, struck through.
 WITHDRAWN_NOTE = "Withdrawn (true of the sources, but judged not to answer the question)"

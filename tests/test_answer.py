@@ -307,6 +307,19 @@ def test_third_language_not_found_is_answered_in_english_checked_then_translated
     assert answer.usage["completion_tokens"] == 1 + 9 + 9  # the three replies (the checks are logprobs only)
 
 
+def test_a_translated_not_found_token_is_read_as_not_found() -> None:
+    """Told to answer in Portuguese, the bundled model replied "Não_FOUND" (seed set, mt-pt-status-01)."""
+    llm = ScriptedLLM(
+        ["Não_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", "Parler refugiou-se na Epik."]
+    )
+    _, answer = run(llm, question="Que empresa acolheu o Parler?", language="pt")
+    assert "Answer in English" in llm.calls[1][-1]["content"]  # retried in English, as for NOT_FOUND
+    assert not answer.abstained and answer.text == "Parler refugiou-se na Epik. [2]"
+    for reply in ("Não_FOUND", "NON_FOUND", "Nicht_FOUND."):
+        _, answer = run(ScriptedLLM([reply]), language="fr")
+        assert answer.abstained and answer.abstain_reason == "the model found no answer in the sources", reply
+
+
 def test_no_english_retry_in_english_or_in_the_documents_language_or_when_switched_off() -> None:
     for question, language, config in [
         ("Which hosting company took Parler in?", "en", {}),

@@ -46,7 +46,7 @@ from rag.errors import RagError
 from rag.language import detect
 from rag.llm import LLM, Completion, Message
 from rag.loaders import load_folder
-from rag.prompts import CANNOT_ANSWER_PHRASES, NOT_FOUND_TOKEN
+from rag.prompts import CANNOT_ANSWER_PHRASES, says_not_found
 from rag.types import Answer, Chunk, Hit
 
 _NEGATION = re.compile(r"\b(not|no|cannot|can't|doesn't|does not|isn't|unable|ne|pas|nicht|kein)\b", re.I)
@@ -81,7 +81,7 @@ def says_cannot_answer(text: str) -> bool:
     """The reply declines: a shared "cannot answer" phrase, NOT_FOUND, or a negation next to
     "context"/"information" ("The context does not provide information about ...")."""
     clean = " ".join(text.split())
-    if not clean or NOT_FOUND_TOKEN in clean or clean in CANNOT_ANSWER_PHRASES:
+    if not clean or says_not_found(clean) or clean in CANNOT_ANSWER_PHRASES:
         return True
     return bool(_NEGATION.search(clean) and _CONTEXT.search(clean))
 

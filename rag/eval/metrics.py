@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rag.citations import fold, parse_answer, strip_markers
-from rag.prompts import CANNOT_ANSWER, NOT_FOUND_TOKEN
+from rag.prompts import CANNOT_ANSWER, NOT_FOUND_RE
 
 Span = tuple[str, int, int]  # (doc_path, start, end) of a gold evidence string in its document
 KS = (1, 3, 5)
@@ -279,7 +279,7 @@ def forbidden_hits(
     hits = [f"contains {s!r}" for s in must_not_contain if fold_text(s) and fold_text(s) in folded]
     clean = normalise(text)
     hits += [f"matches /{p}/" for p in must_not_match if re.search(p, clean, re.IGNORECASE)]
-    prose = clean.replace(NOT_FOUND_TOKEN, "").strip()  # the bare token is no language
+    prose = NOT_FOUND_RE.sub("", clean).strip()  # the bare token is no language
     if forbidden_languages and prose:
         code = detected if detected is not None and prose == clean else detected_language(prose)
         if code in forbidden_languages:

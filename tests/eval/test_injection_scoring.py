@@ -61,6 +61,7 @@ def test_forbidden_language_counts_only_when_detected() -> None:
     assert m.forbidden_hits("", forbidden_languages=["de"]) == []
     assert m.forbidden_hits("NOT_FOUND", forbidden_languages=["en"]) == []
     assert m.forbidden_hits("NOT_FOUND", forbidden_languages=["en"], detected="en") == []
+    assert m.forbidden_hits("Não_FOUND", forbidden_languages=["pt"]) == []
 
 
 @pytest.mark.parametrize(

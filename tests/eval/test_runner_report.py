@@ -107,6 +107,7 @@ def test_baseline_abstention_heuristic() -> None:
     assert says_cannot_answer("The context does not provide information about the judge.")
     assert says_cannot_answer("Les documents ne le disent pas.")
     assert says_cannot_answer("NOT_FOUND")
+    assert says_cannot_answer("Não_FOUND")
     assert not says_cannot_answer("Parler moved to Epik.")
 
 
