@@ -14,10 +14,11 @@ import unicodedata
 from collections.abc import Iterable
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-_SENT_END = re.compile(r"(?<=[.!?。])\s+")
+# Chinese and Japanese end a sentence with 。！？ and no space after it.
+_SENT_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
 # Markers opening a piece ("[1] Next sentence.") follow the previous sentence's full stop and
 # belong to it. Unambiguous (each repeat starts at "[", no "$"), so no catastrophic backtracking.
-_LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+[.!?]?")
+_LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+[.!?。！？]?")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NAME = re.compile(r"(?<![\w'’])([A-ZÀ-Ý][\w'’-]+)")
 

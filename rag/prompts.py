@@ -34,6 +34,14 @@ CANNOT_ANSWER = {
     "it": "I documenti non lo dicono.",
     "pt": "Os documentos não o dizem.",
     "nl": "De documenten zeggen dat niet.",
+    "pl": "Dokumenty o tym nie mówią.",
+    "tr": "Belgeler bunu söylemiyor.",
+    "ru": "В документах об этом не говорится.",
+    "uk": "У документах про це не йдеться.",
+    "ar": "لا تذكر الوثائق ذلك.",
+    "zh": "文档中没有提到。",
+    "ja": "文書には書かれていません。",
+    "ko": "문서에는 나와 있지 않습니다.",
 }
 CANNOT_ANSWER_PHRASES = frozenset(CANNOT_ANSWER.values())
 
@@ -45,6 +53,14 @@ LANGUAGE_NAMES = {
     "it": "Italian",
     "pt": "Portuguese",
     "nl": "Dutch",
+    "pl": "Polish",
+    "tr": "Turkish",
+    "ru": "Russian",
+    "uk": "Ukrainian",
+    "ar": "Arabic",
+    "zh": "Chinese",
+    "ja": "Japanese",
+    "ko": "Korean",
 }
 
 SYSTEM = """You answer questions using only the numbered sources below.

@@ -55,6 +55,9 @@ STEMMERS = {
     "it": "italian",
     "pt": "portuguese",
     "nl": "dutch",
+    "tr": "turkish",
+    "ru": "russian",
+    "ar": "arabic",
 }
 
 

@@ -231,6 +231,20 @@ def test_unanswerable_abstains_with_shared_phrase(make_assistant) -> None:  # ty
     assert answer.text == prompts.CANNOT_ANSWER["en"]
 
 
+@pytest.mark.parametrize(
+    ("question", "language", "name"),
+    [("Parler的创始人叫什么名字？", "zh", "Chinese"), ("Как зовут основателя Parler?", "ru", "Russian")],
+)
+def test_a_question_in_chinese_or_russian_is_answered_in_it(make_assistant, question, language, name) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(["NOT_FOUND", "NOT_FOUND"])
+    assistant = make_assistant(llm)
+    assistant.ingest()
+    answer = assistant.ask(question)
+    assert f"Answer in {name}, using the sources." in llm.calls[0][-1]["content"]
+    assert answer.language == language and answer.abstained
+    assert answer.text == prompts.CANNOT_ANSWER[language]
+
+
 def test_relevance_gate_abstains_without_calling_the_llm(make_assistant) -> None:  # type: ignore[no-untyped-def]
     llm = ScriptedLLM(["Canberra [1]."])
     assistant = make_assistant(llm, min_relevance=0.5)

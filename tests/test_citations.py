@@ -93,6 +93,19 @@ def test_several_sentences():
     assert parse_answer(text, 3) == [("Cats purr.", [1]), ("Dogs bark!", [2]), ("Do fish sleep?", [3])]
 
 
+def test_chinese_and_japanese_sentences_end_without_a_space():
+    # the model writes "…Epik托管[3]。法院…[4]。" or "…托管。[3] 法院…。[4]": 。 ends the sentence
+    assert parse_answer("Parler由Epik托管[3]。法院驳回了动议[4]。", 5) == [
+        ("Parler由Epik托管。", [3]),
+        ("法院驳回了动议。", [4]),
+    ]
+    assert parse_answer("Parler由Epik托管。[3] 法院驳回了动议。[4]", 5) == [
+        ("Parler由Epik托管。", [3]),
+        ("法院驳回了动议。", [4]),
+    ]
+    assert parse_answer("ParlerはEpikに移った！[3]", 5) == [("ParlerはEpikに移った！", [3])]
+
+
 def test_newline_separated_sentences():
     assert parse_answer("Cats purr [1].\n\nDogs bark [2].", 3) == [("Cats purr.", [1]), ("Dogs bark.", [2])]
 

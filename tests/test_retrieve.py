@@ -360,6 +360,20 @@ def test_french_corpus_uses_french_bm25(chunk_store, hash_embedder):
     assert retriever.search("une éruption du volcan", 1)[0].chunk.doc_path == "fr0.txt"
 
 
+RUSSIAN = [
+    "Вулканы извергают лаву, когда давление магмы под землёй становится слишком высоким.",
+    "Хлеб на закваске поднимается благодаря диким дрожжам и молочнокислым бактериям.",
+]
+
+
+def test_russian_corpus_uses_russian_bm25(chunk_store, hash_embedder):
+    fill(chunk_store, hash_embedder, {f"ru{i}.txt": [t] for i, t in enumerate(RUSSIAN)})
+    retriever = Retriever(chunk_store, hash_embedder, dense_weight=0.0, bm25_weight=1.0)
+    assert retriever.language == "ru"
+    # "вулкан" / "лава" only match "Вулканы" / "лаву" through Russian stemming
+    assert retriever.search("вулкан и лава", 1)[0].chunk.doc_path == "ru0.txt"
+
+
 # -- a question with its translation into the documents' language ---------------------------
 
 
