@@ -59,6 +59,10 @@ STEMMERS = {
     "ru": "russian",
     "ar": "arabic",
 }
+# Languages bm25s has a stop-word list for (it raises ValueError on any other). Documents in
+# another language (Japanese, Arabic, Ukrainian, Polish) get the English list, which removes
+# nothing in another script and only a few shared function words ("a", "i", "to") in Polish.
+BM25_STOPWORDS = frozenset({"en", "de", "nl", "fr", "es", "pt", "it", "ru", "sv", "no", "zh", "tr", "ko", "da"})
 
 
 def _node(chunk: Chunk, score: float) -> NodeWithScore:
@@ -308,7 +312,7 @@ def _build_bm25(chunks: Sequence[Chunk], top_k: int) -> BaseRetriever:
     return BM25Retriever(
         nodes=nodes,
         stemmer=Stemmer.Stemmer(STEMMERS.get(language, "english")),
-        language=language,
+        language=language if language in BM25_STOPWORDS else "en",
         similarity_top_k=min(top_k, len(nodes)),
     )
 

@@ -374,6 +374,33 @@ def test_russian_corpus_uses_russian_bm25(chunk_store, hash_embedder):
     assert retriever.search("вулкан и лава", 1)[0].chunk.doc_path == "ru0.txt"
 
 
+OTHER_SCRIPTS = {
+    "ja": ["火山は地下のマグマの圧力が高くなると溶岩を噴き出します。", "パンは野生の酵母と乳酸菌で膨らみます。"],
+    "ar": [
+        "تقذف البراكين الحمم عندما يرتفع ضغط الصهارة تحت الأرض كثيرا.",
+        "يرتفع خبز العجين المخمر بفضل الخميرة البرية والبكتيريا.",
+    ],
+    "uk": [
+        "Вулкани вивергають лаву, коли тиск магми під землею стає надто високим.",
+        "Хліб на заквасці піднімається завдяки диким дріжджам і бактеріям.",
+    ],
+    "pl": [
+        "Wulkany wyrzucają lawę, gdy ciśnienie magmy pod ziemią staje się zbyt wysokie.",
+        "Chleb na zakwasie rośnie dzięki dzikim drożdżom i bakteriom.",
+    ],
+}
+
+
+@pytest.mark.parametrize("language", sorted(OTHER_SCRIPTS))
+def test_documents_in_a_language_without_bm25_stop_words_are_searchable(chunk_store, hash_embedder, language):
+    # bm25s has no stop-word list for these and raised ValueError when BM25 was built
+    texts = OTHER_SCRIPTS[language]
+    fill(chunk_store, hash_embedder, {f"{language}{i}.txt": [t] for i, t in enumerate(texts)})
+    retriever = Retriever(chunk_store, hash_embedder, dense_weight=0.0, bm25_weight=1.0)
+    assert retriever.language == language
+    assert retriever.search(texts[0], 1)[0].chunk.doc_path == f"{language}0.txt"
+
+
 # -- a question with its translation into the documents' language ---------------------------
 
 
