@@ -173,8 +173,13 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+def _ascii_digits(number: str) -> str:
+    """Arabic-Indic "٢٠٢١" and full-width "２０２１" digits (both match \\d) as "2021"."""
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in number)
+
+
 def _digits(text: str) -> set[str]:
-    return {re.sub(r"[.,]", "", n).lstrip("0") or "0" for n in _NUMBER.findall(text)}
+    return {re.sub(r"[.,]", "", _ascii_digits(n)).lstrip("0") or "0" for n in _NUMBER.findall(text)}
 
 
 def novel_numbers(sentence: str, texts: Iterable[str]) -> set[str]:

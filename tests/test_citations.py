@@ -145,6 +145,13 @@ def test_fold_lowercases_and_drops_accents():
 # -- novel_numbers ---------------------------------------------------------------------------
 
 
+def test_arabic_indic_and_full_width_digits_equal_ascii_ones():
+    # an Arabic answer writes "٢ مارس", a Chinese one may write "３月２日": the sources say "2 mars"
+    assert novel_numbers("في ٢ مارس ٢٠٢١", ["le 2 mars 2021"]) == set()
+    assert novel_numbers("２０２１年３月２日", ["date 2021-03", "le 2 mars"]) == set()
+    assert novel_numbers("في ٥ مارس", ["le 2 mars"]) == {"5"}
+
+
 def test_decimal_comma_equals_decimal_point():
     assert novel_numbers("The rate was 1,5 percent.", ["a rate of 1.5 percent"]) == set()
 
