@@ -63,6 +63,15 @@ STEMMERS = {
 # another language (Japanese, Arabic, Ukrainian, Polish) get the English list, which removes
 # nothing in another script and only a few shared function words ("a", "i", "to") in Polish.
 BM25_STOPWORDS = frozenset({"en", "de", "nl", "fr", "es", "pt", "it", "ru", "sv", "no", "zh", "tr", "ko", "da"})
+# BM25 tokens. Chinese and Japanese are written without spaces between words, so bm25s's
+# default pattern (`\b\w\w+\b`) made each unspaced run one token and a question could match
+# no document word. Here Han, kana and Hangul runs become overlapping character bigrams (as
+# Lucene's CJK analyzer does; a lone character stays a unigram), and every other word is what
+# the default pattern gives (the same tokens on all 512 CNIL pages). The lookahead makes the
+# matches overlap; `findall` returns the group.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_C, _W = f"[{_CJK}]", rf"[^\W{_CJK}]"  # kana, Han (ext. A, unified, compatibility), Hangul
+TOKEN_PATTERN = f"(?u)(?=({_C}{_C}|(?<!{_C}){_C}(?!{_C})|(?<!{_W}){_W}{{2,}}(?!{_W})))"
 
 
 def _node(chunk: Chunk, score: float) -> NodeWithScore:
@@ -313,6 +322,7 @@ def _build_bm25(chunks: Sequence[Chunk], top_k: int) -> BaseRetriever:
         nodes=nodes,
         stemmer=Stemmer.Stemmer(STEMMERS.get(language, "english")),
         language=language if language in BM25_STOPWORDS else "en",
+        token_pattern=TOKEN_PATTERN,
         similarity_top_k=min(top_k, len(nodes)),
     )
 

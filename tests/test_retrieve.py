@@ -4,6 +4,7 @@ over a tmp store, language."""
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag.retrieve import (
     RRF_K,
+    TOKEN_PATTERN,
     DenseRetriever,
     RankFusionRetriever,
     Retriever,
@@ -399,6 +401,39 @@ def test_documents_in_a_language_without_bm25_stop_words_are_searchable(chunk_st
     retriever = Retriever(chunk_store, hash_embedder, dense_weight=0.0, bm25_weight=1.0)
     assert retriever.language == language
     assert retriever.search(texts[0], 1)[0].chunk.doc_path == f"{language}0.txt"
+
+
+CJK = {
+    "zh": (
+        ["火山在地下岩浆压力过高时喷出熔岩。", "酸面包依靠野生酵母和乳酸菌发酵。", "公司去年在东京开设了新的办公室。"],
+        "熔岩是什么时候喷出的？",  # shares 熔岩 and 喷出 with the first text, no unspaced run
+    ),
+    "ja": (
+        ["火山は地下のマグマの圧力が高くなると溶岩を噴き出します。", "パンは野生の酵母と乳酸菌で膨らみます。"],
+        "溶岩を噴き出すのはなぜですか",
+    ),
+    "ko": (
+        ["화산은 지하의 마그마 압력이 높아지면 용암을 분출합니다.", "빵은 야생 효모와 유산균으로 부풀어 오릅니다."],
+        "용암이 분출되는 이유",  # Korean attaches particles to words: 용암을 / 용암이
+    ),
+}
+
+
+@pytest.mark.parametrize("language", sorted(CJK))
+def test_unspaced_cjk_text_is_matched_by_the_words_a_question_shares(chunk_store, hash_embedder, language):
+    # With bm25s's default pattern each unspaced run was one token, so BM25 matched nothing
+    texts, question = CJK[language]
+    fill(chunk_store, hash_embedder, {f"{language}{i}.txt": [t] for i, t in enumerate(texts)})
+    retriever = Retriever(chunk_store, hash_embedder, dense_weight=0.0, bm25_weight=1.0)
+    hits = retriever.search(question, 1)
+    assert hits and hits[0].chunk.doc_path == f"{language}0.txt" and "bm25" in hits[0].ranks
+
+
+def test_token_pattern_gives_cjk_bigrams_and_the_default_tokens_elsewhere():
+    assert re.findall(TOKEN_PATTERN, "parler为什么撤诉") == ["parler", "为什", "什么", "么撤", "撤诉"]
+    assert re.findall(TOKEN_PATTERN, "を a 字 b") == ["を", "字"]  # lone characters stay
+    latin = "l'hébergeur epik, le 2 mars 2021 — почему parler_x a été ré-hébergé ?"
+    assert re.findall(TOKEN_PATTERN, latin) == re.findall(r"(?u)\b\w\w+\b", latin)
 
 
 # -- a question with its translation into the documents' language ---------------------------
