@@ -6,7 +6,7 @@ boundaries. Chunks never overlap, and `chunk.text == document.text[chunk.start:c
 always holds, so the UI can highlight a passage inside its document.
 
 Short chunks retrieve better with e5 (a relevant sentence buried in a long chunk is lost),
-so the default budget is 160 tokens: the seed article (~900 tokens) gives about 7 chunks.
+so the default budget is 160 tokens: the seed article gives 5 chunks.
 
 Ids are `<sha1(source folder + path)[:16]>-<position>`: stable for a document and position, so
 re-ingesting a changed file overwrites its chunks in place.

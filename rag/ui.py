@@ -26,7 +26,7 @@ the assistant then syncs like any other. Feedback goes to `settings.data_dir/fee
 
 Programmatic chat: one public endpoint, `/ask` (`make_ask_handler`), for `gradio_client`:
 `Client(url).predict("question", [history], api_name="/ask")` -> `(answer text, {"sources",
-"abstained", "unsupported"})`. The page's own events stay private. Every event that uses the
+"abstained", "unsupported", "withdrawn"})`. The page's own events stay private. Every event that uses the
 assistant (chat, /ask, upload, removal) shares one concurrency group, `"assistant"`, limited
 to 1 (there is one LLM), behind one queue of at most `QUEUE_SIZE` waiting events; past that a
 request is refused at once with "Queue is full" (HTTP 503, `gradio_client` raises
@@ -524,7 +524,7 @@ def api_source(citation: Citation) -> dict[str, Any]:
 
 
 def make_ask_handler(assistant: Any) -> AskHandler:
-    """The /ask endpoint: (question, history) -> (checked answer text, {sources, abstained, unsupported}).
+    """The /ask endpoint: (question, history) -> (checked answer text, {sources, abstained, unsupported, withdrawn}).
 
     Not streamed: the reply is the final, checked answer. `sources` are `api_source` dicts.
     The text is plain text, not escaped: whoever displays it must escape it. Errors reach the client as
@@ -887,7 +887,7 @@ def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> g
             api_name=ASK_API_NAME,
             api_description="Answer a question from the indexed documents. Arguments: question (text), "
             'history (list of {"role": "user"|"assistant", "content": text}, or null). Returns the checked '
-            "answer text (plain text) and {sources, abstained, unsupported}.",
+            "answer text (plain text) and {sources, abstained, unsupported, withdrawn}.",
             **serial,
         )
     return app
