@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("", description="API key for the LLM server.")
     llm_timeout: float = Field(120.0, gt=0, description="Seconds before an LLM request is abandoned.")
     llm_retries: int = Field(2, ge=0, description="Retries, with backoff, for a failing LLM request.")
+    llm_deadline: float = Field(
+        300.0,
+        gt=0,
+        description="Longest one LLM request may take in all, retries and the whole streamed reply included "
+        "(RAG_LLM_TIMEOUT only bounds each silence, so a server trickling bytes never reaches it).",
+    )
     llm_ctx: int = Field(
         16384, ge=512, description="Context size of the embedded server: one pool of KV cells its slots share."
     )

@@ -13,7 +13,8 @@ MAX_RESTARTS times in RESTART_WINDOW). A user who sets `RAG_LLM_BASE_URL` gets a
 
 Faults (see `OpenAILLM`): a short connect timeout, `RAG_LLM_TIMEOUT` as the longest silence
 (before the reply or between two streamed pieces), `RAG_LLM_RETRIES` retries with exponential
-backoff or the server's Retry-After, and always an LLMError that names the URL and the setting.
+backoff or the server's Retry-After, `RAG_LLM_DEADLINE` as the longest any one request may take
+in all, and always an LLMError that names the URL and the setting.
 
 Requests send `cache_prompt: true`: llama.cpp keeps the KV cache of the last prompt and
 reuses its longest common prefix, so a fixed system prefix (instructions + sources) is
@@ -36,6 +37,7 @@ import hashlib
 import json
 import logging
 import math
+import queue
 import random
 import secrets
 import shutil
@@ -45,7 +47,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,7 @@ CONNECT_TIMEOUT = 5.0  # seconds to open a connection (capped by the request tim
 RETRY_BASE_DELAY = 0.5  # first backoff; doubled at each retry
 RETRY_MAX_DELAY = 8.0  # longest backoff between two attempts
 MAX_RETRY_AFTER = 30.0  # longest Retry-After honoured; a server asking for more fails at once
+DEADLINE = 300.0  # longest one request may take, retries and the whole streamed reply included
 RETRYABLE_STATUS = frozenset({408, 409, 429})  # and every 5xx
 
 
@@ -140,10 +143,56 @@ def retry_after(exc: Exception) -> float | None:
 
 @dataclass
 class _Attempt:
-    """Where one request stands: retries used, and whether the server was already restarted for it."""
+    """Where one request stands: retries used, whether the server was already restarted for it,
+    and the monotonic time by which it must be over."""
 
+    ends: float
     retries: int = 0
     recovered: bool = False
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _within(ends: float, produce: Callable[[], Iterator[Any]]) -> Iterator[Any]:
+    """The items of `produce()`, read in a worker thread and handed over here, so that the caller
+    waits until `ends` at the latest (then `_DeadlinePassed`) even if the server trickles a byte
+    every few seconds: the read timeout only bounds each silence. An exception in the worker is
+    raised here. When the caller stops (deadline, error, or it stops reading), the worker closes
+    `produce()` (and with it the response) at its next item, or when its read times out."""
+    items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work() -> None:
+        produced = produce()
+        try:
+            for item in produced:
+                if stop.is_set():
+                    break
+                items.put(("item", item))
+            items.put(("end", None))
+        except BaseException as exc:  # handed to the caller, who re-raises it
+            items.put(("error", exc))
+        finally:
+            close = getattr(produced, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=work, name="llm-request", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, value = items.get(timeout=max(ends - time.monotonic(), 0.0))
+            except queue.Empty:
+                raise _DeadlinePassed() from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 class OpenAILLM(LLM):
@@ -159,7 +208,10 @@ class OpenAILLM(LLM):
       backoff, a longer one fails at once;
     - a stream is retried only while nothing has been shown: once a word is out, a failure is
       an LLMError (repeating the answer would duplicate it);
-    - other errors (bad key, unknown model, 4xx) are not retried.
+    - other errors (bad key, unknown model, 4xx) are not retried;
+    - a request, retries and waits included, ends within `deadline` seconds, however the server
+      trickles its bytes (it is read in a worker thread: `_within`); no retry starts that could
+      only end past it.
     Every failure reaches the caller as an LLMError naming the URL and the setting to check.
     """
 
@@ -174,10 +226,12 @@ class OpenAILLM(LLM):
         retries: int = 2,
         max_retry_after: float = MAX_RETRY_AFTER,
         connect_timeout: float = CONNECT_TIMEOUT,
+        deadline: float = DEADLINE,
     ):
         self.name = model
         self.timeout = timeout
         self.retries = retries
+        self.deadline = deadline
         self.max_retry_after = max_retry_after
         self.connect_timeout = min(connect_timeout, timeout)
         self._client: Any = None
@@ -209,32 +263,37 @@ class OpenAILLM(LLM):
     def stream(self, messages: list[Message], max_tokens: int, result: Completion, slot: int = 0) -> Iterator[str]:
         import openai
 
-        attempt = _Attempt()
+        def chunks() -> Iterator[Any]:
+            response = self._client.chat.completions.create(
+                model=self.name,
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body=self._extra(slot),
+            )
+            with response:  # closes the connection once the caller stops reading
+                yield from response
+
+        attempt = _Attempt(time.monotonic() + self.deadline)
         while True:
             shown = False
             try:
-                response = self._client.chat.completions.create(
-                    model=self.name,
-                    messages=messages,
-                    max_tokens=max_tokens,
-                    temperature=0,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    extra_body=self._extra(slot),
-                )
-                with response:  # closes the connection even if the caller stops reading
-                    for chunk in response:
-                        if chunk.usage:
-                            result.prompt_tokens = chunk.usage.prompt_tokens
-                            result.completion_tokens = chunk.usage.completion_tokens
-                            details = getattr(chunk.usage, "prompt_tokens_details", None)
-                            result.cached_tokens = int(getattr(details, "cached_tokens", 0) or 0)
-                        if chunk.choices and chunk.choices[0].delta.content:
-                            piece = chunk.choices[0].delta.content
-                            result.text += piece
-                            shown = True
-                            yield piece
+                for chunk in _within(attempt.ends, chunks):
+                    if chunk.usage:
+                        result.prompt_tokens = chunk.usage.prompt_tokens
+                        result.completion_tokens = chunk.usage.completion_tokens
+                        details = getattr(chunk.usage, "prompt_tokens_details", None)
+                        result.cached_tokens = int(getattr(details, "cached_tokens", 0) or 0)
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        piece = chunk.choices[0].delta.content
+                        result.text += piece
+                        shown = True
+                        yield piece
                 return
+            except _DeadlinePassed:
+                raise LLMError(f"The LLM server at {self.base_url} {self._too_long(shown)}") from None
             except openai.APIError as exc:
                 if shown:
                     raise LLMError(
@@ -257,19 +316,24 @@ class OpenAILLM(LLM):
     def _yes_from_logprobs(self, messages: list[Message]) -> float:
         import openai
 
-        attempt = _Attempt()
+        def reply() -> Iterator[Any]:
+            yield self._client.chat.completions.create(
+                model=self.name,
+                messages=messages,
+                max_tokens=1,
+                temperature=0,
+                logprobs=True,
+                top_logprobs=10,
+                extra_body=self._extra(),
+            )
+
+        attempt = _Attempt(time.monotonic() + self.deadline)
         while True:
             try:
-                response = self._client.chat.completions.create(
-                    model=self.name,
-                    messages=messages,
-                    max_tokens=1,
-                    temperature=0,
-                    logprobs=True,
-                    top_logprobs=10,
-                    extra_body=self._extra(),
-                )
+                (response,) = _within(attempt.ends, reply)
                 break
+            except _DeadlinePassed:
+                raise LLMError(f"The LLM server at {self.base_url} {self._too_long(False)}") from None
             except (openai.BadRequestError, openai.UnprocessableEntityError):
                 raise  # the server refuses logprobs: the caller falls back to the text
             except openai.APIError as exc:
@@ -294,6 +358,9 @@ class OpenAILLM(LLM):
             attempt.recovered = True  # at most one restart per request, and it does not use a retry
             return
         delay = self._retry_delay(exc, attempt.retries)
+        if delay is not None and time.monotonic() + delay >= attempt.ends:
+            log.warning("LLM server at %s: %s; no time left for a retry", self.base_url, self._why(exc))
+            raise LLMError(f"The LLM server at {self.base_url} {self._too_long(False)}") from exc
         if delay is None:
             tries = f" (after {attempt.retries + 1} attempts)" if attempt.retries else ""
             raise LLMError(f"The LLM server at {self.base_url} failed{tries}: {self._why(exc)}") from exc
@@ -326,6 +393,13 @@ class OpenAILLM(LLM):
     def _recover(self, exc: Exception) -> bool:
         """Repair the server after `exc` and return True to retry at once; a remote server cannot be repaired."""
         return False
+
+    def _too_long(self, shown: bool) -> str:
+        where = "in the middle of the answer" if shown else "before answering"
+        return (
+            f"took longer than {self.deadline:g} s (RAG_LLM_DEADLINE) for one reply and was left {where}; "
+            "is the server overloaded?"
+        )
 
     def _why(self, exc: Exception) -> str:
         """What went wrong and which setting to check."""
@@ -549,7 +623,14 @@ class EmbeddedLLM(OpenAILLM):
         self.server = embedded_server(settings)
         self.slots = self.server.slots
         self._restart_lock = threading.Lock()
-        super().__init__(self.server.base_url, self.server.api_key, model, settings.llm_timeout, settings.llm_retries)
+        super().__init__(
+            self.server.base_url,
+            self.server.api_key,
+            model,
+            settings.llm_timeout,
+            settings.llm_retries,
+            deadline=settings.llm_deadline,
+        )
 
     def hold(self, messages: list[Message], slot: int = 0, after: list[Message] | None = None) -> None:
         """Restore the prompt's saved state into `slot` if there is one; else start from `after`'s
@@ -586,6 +667,7 @@ def default_llm(settings: Settings) -> LLM:
             settings.llm_model or "default",
             settings.llm_timeout,
             settings.llm_retries,
+            deadline=settings.llm_deadline,
         )
     from rag.models import LLM_MODEL_NAME
 

@@ -55,7 +55,10 @@ LIMIT = 30.0  # the longest any fake handler waits, in case a test forgets to re
 OK: tuple[Any, ...] = ("ok",)
 HANG: tuple[Any, ...] = ("hang",)
 
-Action = tuple[Any, ...]  # ("ok",) | ("hang",) | ("status", code, headers) | ("stall", words before hanging)
+# ("ok",) | ("hang",) | ("status", code, headers) | ("stall", words before hanging)
+# | ("trickle", "bytes" or "words", seconds between two): a byte that never completes a line, or a
+# word event, every so often, never ending (until the test ends or LIMIT)
+Action = tuple[Any, ...]
 
 
 class FakeChatServer:
@@ -89,6 +92,22 @@ class FakeChatServer:
                 self.wfile.write(f"data: {data}\n\n".encode())
                 self.wfile.flush()
 
+            def _trickle(self, unit: str, interval: float, stream: bool) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
+                if not stream:
+                    self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                self.wfile.flush()
+                ends, i = time.monotonic() + LIMIT, 0
+                while not outer.release.wait(interval) and time.monotonic() < ends:
+                    if unit == "words" and stream:
+                        self._event(chunk({"content": f"w{i}" if i == 0 else f" w{i}"}))
+                    else:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    i += 1
+
             def do_GET(self) -> None:
                 if self.headers.get("Authorization") != f"Bearer {api_key}" and api_key:
                     self._json(401, {"error": {"message": "Invalid API Key", "type": "authentication_error"}})
@@ -105,6 +124,8 @@ class FakeChatServer:
                 action = outer.script.popleft() if outer.script else OK
                 if action[0] == "hang":
                     outer.release.wait(LIMIT)
+                elif action[0] == "trickle":
+                    self._trickle(action[1], action[2], bool(body.get("stream")))
                 elif action[0] == "status":
                     _, code, headers = action
                     self._json(code, {"error": {"message": f"fake failure {code}", "type": "server_error"}}, headers)
@@ -341,6 +362,63 @@ def test_a_stream_stalling_before_its_first_word_is_retried(serve: Callable[...,
     server = serve([("stall", 0)])
     assert client(server.base_url).complete(MESSAGES, 50).text == REPLY
     assert len(server.seen) == 2
+
+
+# -- (d2) a server that trickles: the deadline ---------------------------------------------------
+
+DEADLINE = 2.0  # RAG_LLM_DEADLINE in these tests
+
+
+@pytest.mark.parametrize("call", ["stream", "yes_probability"])
+def test_a_server_trickling_bytes_is_cut_off_at_the_deadline(serve: Callable[..., FakeChatServer], call: str) -> None:
+    # a byte every 0.2 s: the 1 s read timeout never fires, and the reply never completes
+    server = serve([("trickle", "bytes", 0.2)])
+    llm = client(server.base_url, deadline=DEADLINE)
+    request = (lambda: llm.complete(MESSAGES, 20)) if call == "stream" else (lambda: llm.yes_probability(MESSAGES))
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"took longer than 2 s \(RAG_LLM_DEADLINE\) .* before answering") as error:
+        request()
+    elapsed = time.monotonic() - started
+    assert server.base_url in str(error.value)
+    assert len(server.seen) == 1  # not retried: no time is left
+    assert DEADLINE <= elapsed < DEADLINE + SLACK  # past the read timeout, stopped at the deadline
+    print(f"\n[trickle/{call}] LLMError after {elapsed:.2f} s")
+
+
+def test_an_endless_stream_is_cut_off_at_the_deadline_and_the_words_shown_stay(
+    serve: Callable[..., FakeChatServer],
+) -> None:
+    server = serve([("trickle", "words", 0.2)])
+    llm = client(server.base_url, deadline=DEADLINE)
+    result = Completion()
+    pieces: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"RAG_LLM_DEADLINE\) for one reply and was left in the middle of the answer"):
+        for piece in llm.stream(MESSAGES, 10_000, result):
+            pieces.append(piece)
+    elapsed = time.monotonic() - started
+    assert len(pieces) >= 3 and result.text == "".join(pieces) and pieces[:2] == ["w0", " w1"]
+    assert DEADLINE <= elapsed < DEADLINE + SLACK
+
+
+def test_no_retry_starts_that_would_end_past_the_deadline(serve: Callable[..., FakeChatServer]) -> None:
+    server = serve([("status", 503, {"Retry-After": "3"})])  # 3 s to wait, 2 s left
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"took longer than 2 s \(RAG_LLM_DEADLINE\)"):
+        client(server.base_url, deadline=DEADLINE).complete(MESSAGES, 20)
+    assert len(server.seen) == 1 and time.monotonic() - started < SLACK
+
+
+def test_a_request_within_the_deadline_is_untouched(serve: Callable[..., FakeChatServer]) -> None:
+    server = serve([("status", 503, {"Retry-After": "0.5"})])
+    llm = client(server.base_url, deadline=DEADLINE)
+    assert llm.complete(MESSAGES, 20).text == REPLY and llm.yes_probability(MESSAGES) == pytest.approx(0.8)
+    assert len(server.seen) == 3
+
+
+def test_the_deadline_setting_reaches_the_client() -> None:
+    llm = default_llm(Settings(llm_base_url="http://127.0.0.1:9/v1", llm_deadline=7.5))
+    assert isinstance(llm, OpenAILLM) and llm.deadline == 7.5
 
 
 # -- (e) 429 and Retry-After -------------------------------------------------------------------
