@@ -92,6 +92,7 @@ def default_embedder(settings: Settings) -> Embedder:
             s.embed_batch,
             s.llm_timeout,
             s.llm_retries,
+            s.llm_deadline,
         )
     if s.embedder == "use":
         from rag.embeddings import USEEmbedder

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.deadline import DEADLINE, DeadlinePassed, call_within
 from rag.errors import ConfigError, LLMError
 
 
@@ -156,10 +157,12 @@ class OpenAIEmbedder(Embedder):
         batch_size: int = 32,
         timeout: float = 60.0,
         retries: int = 2,
+        deadline: float = DEADLINE,
     ) -> None:
         from openai import OpenAI
 
         self.base_url = base_url
+        self.deadline = deadline
         self.e5_prefixes = e5_prefixes
         self.batch_size = batch_size
         self._send_input_type = not e5_prefixes
@@ -203,17 +206,24 @@ class OpenAIEmbedder(Embedder):
             prefix = "query: " if is_query else "passage: "
             inputs = [prefix + t for t in inputs]
         extra = {"input_type": "query" if is_query else "passage"} if self._send_input_type else None
+
+        def create(**fields: Any) -> Any:
+            return self._client.embeddings.create(model=self.model, input=inputs, encoding_format="float", **fields)
+
         try:
             try:
-                return self._client.embeddings.create(
-                    model=self.model, input=inputs, encoding_format="float", extra_body=extra
-                )
+                return call_within(self.deadline, lambda: create(extra_body=extra))
             except openai.BadRequestError as exc:
                 if not extra or "input_type" not in str(exc):
                     raise
                 # a strict server (OpenAI itself) refuses unknown fields: stop sending it
                 self._send_input_type = False
-                return self._client.embeddings.create(model=self.model, input=inputs, encoding_format="float")
+                return call_within(self.deadline, create)
+        except DeadlinePassed:
+            raise LLMError(
+                f"The embeddings server at {self.base_url} took longer than {self.deadline:g} s (RAG_LLM_DEADLINE) "
+                "for one request; is the server overloaded?"
+            ) from None
         except openai.APIError as exc:
             raise self._fail(exc) from exc
 

@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import math
-import queue
 import random
 import secrets
 import shutil
@@ -47,12 +46,13 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
+from rag.deadline import DEADLINE, DeadlinePassed, within
 from rag.errors import LLMError
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,6 @@ CONNECT_TIMEOUT = 5.0  # seconds to open a connection (capped by the request tim
 RETRY_BASE_DELAY = 0.5  # first backoff; doubled at each retry
 RETRY_MAX_DELAY = 8.0  # longest backoff between two attempts
 MAX_RETRY_AFTER = 30.0  # longest Retry-After honoured; a server asking for more fails at once
-DEADLINE = 300.0  # longest one request may take, retries and the whole streamed reply included
 RETRYABLE_STATUS = frozenset({408, 409, 429})  # and every 5xx
 
 
@@ -151,50 +150,6 @@ class _Attempt:
     recovered: bool = False
 
 
-class _DeadlinePassed(Exception):
-    pass
-
-
-def _within(ends: float, produce: Callable[[], Iterator[Any]]) -> Iterator[Any]:
-    """The items of `produce()`, read in a worker thread and handed over here, so that the caller
-    waits until `ends` at the latest (then `_DeadlinePassed`) even if the server trickles a byte
-    every few seconds: the read timeout only bounds each silence. An exception in the worker is
-    raised here. When the caller stops (deadline, error, or it stops reading), the worker closes
-    `produce()` (and with it the response) at its next item, or when its read times out."""
-    items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def work() -> None:
-        produced = produce()
-        try:
-            for item in produced:
-                if stop.is_set():
-                    break
-                items.put(("item", item))
-            items.put(("end", None))
-        except BaseException as exc:  # handed to the caller, who re-raises it
-            items.put(("error", exc))
-        finally:
-            close = getattr(produced, "close", None)
-            if close is not None:
-                close()
-
-    threading.Thread(target=work, name="llm-request", daemon=True).start()
-    try:
-        while True:
-            try:
-                kind, value = items.get(timeout=max(ends - time.monotonic(), 0.0))
-            except queue.Empty:
-                raise _DeadlinePassed() from None
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-
-
 class OpenAILLM(LLM):
     """Any OpenAI-compatible chat server through the official `openai` client.
 
@@ -210,8 +165,8 @@ class OpenAILLM(LLM):
       an LLMError (repeating the answer would duplicate it);
     - other errors (bad key, unknown model, 4xx) are not retried;
     - a request, retries and waits included, ends within `deadline` seconds, however the server
-      trickles its bytes (it is read in a worker thread: `_within`); no retry starts that could
-      only end past it.
+      trickles its bytes (it is read in a worker thread: `rag.deadline.within`); no retry starts
+      that could only end past it.
     Every failure reaches the caller as an LLMError naming the URL and the setting to check.
     """
 
@@ -280,7 +235,7 @@ class OpenAILLM(LLM):
         while True:
             shown = False
             try:
-                for chunk in _within(attempt.ends, chunks):
+                for chunk in within(attempt.ends, chunks):
                     if chunk.usage:
                         result.prompt_tokens = chunk.usage.prompt_tokens
                         result.completion_tokens = chunk.usage.completion_tokens
@@ -292,7 +247,7 @@ class OpenAILLM(LLM):
                         shown = True
                         yield piece
                 return
-            except _DeadlinePassed:
+            except DeadlinePassed:
                 raise LLMError(f"The LLM server at {self.base_url} {self._too_long(shown)}") from None
             except openai.APIError as exc:
                 if shown:
@@ -330,9 +285,9 @@ class OpenAILLM(LLM):
         attempt = _Attempt(time.monotonic() + self.deadline)
         while True:
             try:
-                (response,) = _within(attempt.ends, reply)
+                (response,) = within(attempt.ends, reply)
                 break
-            except _DeadlinePassed:
+            except DeadlinePassed:
                 raise LLMError(f"The LLM server at {self.base_url} {self._too_long(False)}") from None
             except (openai.BadRequestError, openai.UnprocessableEntityError):
                 raise  # the server refuses logprobs: the caller falls back to the text

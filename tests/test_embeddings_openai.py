@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +25,8 @@ class FakeEmbeddingsServer:
 
     def __init__(self, model: str = "fake-e5", strict: bool = False, api_key: str = "") -> None:
         self.requests: list[dict[str, Any]] = []
+        self.trickle = False  # answer embedding requests with a byte every 0.2 s, never ending
+        self.released = threading.Event()
         self.headers: list[dict[str, str]] = []
         hasher = HashEmbedder(dim=64)
         outer = self
@@ -56,6 +59,15 @@ class FakeEmbeddingsServer:
                     return
                 req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(req)
+                if outer.trickle:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "1000000")
+                    self.end_headers()
+                    while not outer.released.wait(0.2):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    return
                 if strict and "input_type" in req:
                     self._json(400, {"error": {"message": "Unrecognized request argument: input_type", "type": "x"}})
                     return
@@ -70,6 +82,7 @@ class FakeEmbeddingsServer:
         self.thread.start()
 
     def close(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -135,6 +148,15 @@ def test_api_key_is_sent_and_a_wrong_one_is_a_clear_error() -> None:
             OpenAIEmbedder(srv.base_url, model="fake-e5", api_key="wrong", retries=0)
     finally:
         srv.close()
+
+
+def test_a_server_trickling_bytes_is_cut_off_at_the_deadline(server: FakeEmbeddingsServer) -> None:
+    emb = OpenAIEmbedder(server.base_url, model="fake-e5", timeout=1, retries=0, deadline=2)
+    server.trickle = True  # a byte every 0.2 s: the 1 s read timeout never fires
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"embeddings server at .* took longer than 2 s \(RAG_LLM_DEADLINE\)"):
+        emb.embed_query("Qui héberge Parler ?")
+    assert 2.0 <= time.monotonic() - started < 4.0
 
 
 def test_server_down_is_a_clear_error() -> None:
