@@ -12,6 +12,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag.retrieve import (
+    DEFAULT_TOKEN_PATTERN,
     RRF_K,
     TOKEN_PATTERN,
     DenseRetriever,
@@ -427,6 +428,16 @@ def test_unspaced_cjk_text_is_matched_by_the_words_a_question_shares(chunk_store
     retriever = Retriever(chunk_store, hash_embedder, dense_weight=0.0, bm25_weight=1.0)
     hits = retriever.search(question, 1)
     assert hits and hits[0].chunk.doc_path == f"{language}0.txt" and "bm25" in hits[0].ranks
+
+
+def test_documents_without_cjk_keep_the_faster_default_pattern_and_a_cjk_question_still_matches(
+    chunk_store, hash_embedder
+):
+    fill(chunk_store, hash_embedder, {f"fr{i}.txt": [t] for i, t in enumerate(FRENCH)})
+    retriever = Retriever(chunk_store, hash_embedder, dense_weight=0.0, bm25_weight=1.0)
+    assert retriever._bm25.token_pattern == DEFAULT_TOKEN_PATTERN
+    # the question's Latin word is split from the Chinese around it, as in a CJK corpus
+    assert retriever.search("volcans为什么", 1)[0].chunk.doc_path == "fr0.txt"
 
 
 def test_token_pattern_gives_cjk_bigrams_and_the_default_tokens_elsewhere():
