@@ -62,11 +62,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Example questions about the seed article, shown only while the seed folder is the one indexed
+# (a user's own folder gets none: questions about Parler would make no sense there). Among them an
+# unanswerable one, to show an abstention.
+SEED_DIR = Path(__file__).resolve().parent.parent / "seeds"
 EXAMPLES = [
     "Why did Parler drop its suit?",
-    "Pourquoi Parler a-t-il abandonné sa plainte ?",
-    "Which company hosted Parler after Amazon dropped it?",
-    "Quand Parler est-il revenu en ligne ?",
+    "Which web host took Parler in?",
+    "Pourquoi le choix d'Epik n'est-il pas surprenant ?",
+    "¿Qué empresa de alojamiento web acogió a Parler?",
+    "Combien d'utilisateurs Parler a-t-il ?",
 ]
 
 GENERIC_ERROR = "Something went wrong while answering. Please try again; if it keeps happening, see the logs."
@@ -683,6 +688,12 @@ def _describe(assistant: Any) -> dict[str, str]:
         return {}
 
 
+def examples_for(assistant: Any) -> list[str]:
+    """EXAMPLES when the assistant's document folder is the seed folder, else none."""
+    docs = getattr(getattr(assistant, "settings", None), "docs_dir", None)
+    return EXAMPLES if docs is not None and Path(docs).resolve() == SEED_DIR.resolve() else []
+
+
 def _data_dir(assistant: Any) -> Path:
     settings = getattr(assistant, "settings", None)
     return Path(getattr(settings, "data_dir", "data"))
@@ -746,7 +757,9 @@ def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> g
                         )
                         send = gr.Button("Send", variant="primary", scale=1, min_width=80, elem_id="send")
                     new = gr.Button("New conversation", variant="secondary", size="sm", elem_id="new")
-                    gr.Examples(examples=[[q] for q in EXAMPLES], inputs=[textbox], label="Examples")
+                    examples = examples_for(assistant)
+                    if examples:
+                        gr.Examples(examples=[[q] for q in examples], inputs=[textbox], label="Examples")
                     feedback_note = gr.Markdown("", elem_id="feedback-note")
                 with gr.Column(scale=2):
                     gr.Markdown("### Evidence")

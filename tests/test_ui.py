@@ -6,6 +6,7 @@ import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -44,6 +45,8 @@ def answer(**kw: Any) -> Answer:
 
 
 class FakeAssistant:
+    settings: Any = None
+
     def __init__(self, final: Answer | None = None, error: Exception | None = None) -> None:
         self.final = final or answer()
         self.error = error
@@ -163,7 +166,9 @@ def test_an_answer_withdrawn_by_the_fit_check_shows_its_sentences_struck_through
 
 
 def test_create_app_builds() -> None:
-    app = ui.create_app(FakeAssistant())
+    assistant = FakeAssistant()
+    assistant.settings = SimpleNamespace(docs_dir=ui.SEED_DIR, data_dir=Path("data"))
+    app = ui.create_app(assistant)
     assert isinstance(app, gr.Blocks)
     assert app.analytics_enabled is False
     chatbots = [b for b in app.blocks.values() if isinstance(b, gr.Chatbot)]
@@ -172,6 +177,16 @@ def test_create_app_builds() -> None:
     for question in ui.EXAMPLES:
         assert question in config
     assert "fake &lt;b&gt;model&lt;/b&gt;" in config  # settings panel, escaped
+
+
+def test_the_seed_examples_are_shown_only_over_the_seed_folder(tmp_path: Path) -> None:
+    assistant = FakeAssistant()
+    assistant.settings = SimpleNamespace(docs_dir=tmp_path / "my-docs", data_dir=tmp_path / "data")
+    assert ui.examples_for(assistant) == []
+    config = str(ui.create_app(assistant).get_config_file())
+    assert ui.EXAMPLES[0] not in config and "Examples" not in config
+    assistant.settings.docs_dir = ui.SEED_DIR / ".." / "seeds"  # the same folder, spelled otherwise
+    assert ui.examples_for(assistant) == ui.EXAMPLES
 
 
 def test_theme_uses_no_remote_fonts() -> None:
