@@ -211,6 +211,11 @@ def client(url: str, timeout: float = T, retries: int = R, **kw: Any) -> OpenAIL
     return OpenAILLM(url, "test-key", "fake", timeout=timeout, retries=retries, **kw)
 
 
+def request_of(llm: OpenAILLM, call: str) -> Callable[[], Any]:
+    """One streamed completion ("stream") or one logprobs request ("yes_probability")."""
+    return (lambda: llm.complete(MESSAGES, 20)) if call == "stream" else (lambda: llm.yes_probability(MESSAGES))
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     started = time.monotonic()
     return fn(), time.monotonic() - started
@@ -241,7 +246,7 @@ def test_nothing_listening_is_a_clear_error_after_the_retries(
 ) -> None:
     url = f"http://127.0.0.1:{closed_port}/v1"
     llm = client(url)
-    request = (lambda: llm.complete(MESSAGES, 20)) if call == "stream" else (lambda: llm.yes_probability(MESSAGES))
+    request = request_of(llm, call)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="rag.llm"), pytest.raises(LLMError) as error:
         request()
@@ -277,7 +282,7 @@ def test_a_connection_that_cannot_open_fails_after_the_connect_timeout() -> None
 def test_a_silent_server_times_out_on_every_attempt(serve: Callable[..., FakeChatServer], call: str) -> None:
     server = serve([HANG] * (R + 1))
     llm = client(server.base_url)
-    request = (lambda: llm.complete(MESSAGES, 20)) if call == "stream" else (lambda: llm.yes_probability(MESSAGES))
+    request = request_of(llm, call)
     started = time.monotonic()
     with pytest.raises(LLMError, match=rf"no reply within {T:g} s \(RAG_LLM_TIMEOUT\)") as error:
         request()
@@ -374,7 +379,7 @@ def test_a_server_trickling_bytes_is_cut_off_at_the_deadline(serve: Callable[...
     # a byte every 0.2 s: the 1 s read timeout never fires, and the reply never completes
     server = serve([("trickle", "bytes", 0.2)])
     llm = client(server.base_url, deadline=DEADLINE)
-    request = (lambda: llm.complete(MESSAGES, 20)) if call == "stream" else (lambda: llm.yes_probability(MESSAGES))
+    request = request_of(llm, call)
     started = time.monotonic()
     with pytest.raises(LLMError, match=r"took longer than 2 s \(RAG_LLM_DEADLINE\) .* before answering") as error:
         request()
