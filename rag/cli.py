@@ -177,6 +177,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
         compare_to=args.compare,
         progress=not args.quiet,
         log=out,
+        only=[x.strip() for x in (args.only or "").split(",") if x.strip()],
     )
     if result.skipped:
         out.write(f"Skipped: {result.skipped}\n")
@@ -249,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=None, help="questions to run (--squad: questions answered)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed for --limit")
+    p.add_argument(
+        "--only",
+        metavar="A,B",
+        default=None,
+        help="only the questions whose type (answerable, unanswerable, multi_turn, injection), language or "
+        "tag is one of these, e.g. --only multi_turn or --only de,es",
+    )
     p.add_argument("--pipeline", choices=["ours", "baseline", "both"], default="ours", help="what to evaluate")
     p.add_argument("--out", default=None, help="report folder (default: reports/<timestamp>)")
     p.add_argument("--compare", default=None, metavar="OLD.json", help="an earlier results.json to compare with")

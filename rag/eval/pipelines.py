@@ -104,8 +104,10 @@ def evaluate(
     settings: Settings | None = None,
     progress: bool = True,
     log: TextIO | None = None,
+    only: Sequence[str] = (),
 ) -> Evaluation:
-    """Run the evaluation and write its report folder; see the module docstring."""
+    """Run the evaluation and write its report folder; see the module docstring. `only`: keep the
+    questions whose type, language or one of whose tags is in it (e.g. ["multi_turn", "de"])."""
     if pipeline not in ("ours", "baseline", "both"):
         raise RagError(f"Unknown pipeline {pipeline!r}: use ours, baseline or both.")
     if squad is not None and docs is not None:
@@ -130,6 +132,8 @@ def evaluate(
             if docs_folder.resolve() != settings.docs_dir.expanduser().resolve():
                 settings = docs_settings(docs_folder, settings)
         set_name, run_limit = path.name, limit
+    if only:
+        records = select(records, only)
 
     assistant = build_assistant(settings)
     report = assistant.ingest(settings.docs_dir, show_bar=progress)
@@ -146,6 +150,15 @@ def evaluate(
         runs.append(run_eval(baseline, records, "baseline", run_limit, seed, progress, answer_ids, set_name))
 
     return _finish(runs, out, f"Evaluation: {set_name}", compare_to, log)
+
+
+def select(records: Sequence[EvalRecord], only: Sequence[str]) -> list[EvalRecord]:
+    """The records whose type, language or one of whose tags is in `only`; RagError if none is."""
+    wanted = set(only)
+    kept = [r for r in records if r.type in wanted or r.language in wanted or wanted & set(r.tags)]
+    if not kept:
+        raise RagError(f"No question of the set has a type, language or tag among {', '.join(sorted(wanted))}.")
+    return kept
 
 
 def _finish(

@@ -88,3 +88,21 @@ def test_cached_eval_indexes_are_kept_apart_per_window_size(tmp_path) -> None:  
     assert docs_settings(tmp_path, plain).index_dir.name == "index"
     assert docs_settings(tmp_path, windowed).index_dir.name == "index-window320"
     assert docs_settings(tmp_path, plain).index_dir.parent == docs_settings(tmp_path, windowed).index_dir.parent
+
+
+def test_eval_only_runs_the_questions_of_a_type_or_language(fake_pipelines: list[Settings], tmp_path: Path) -> None:
+    code, _ = run("--only", "multi_turn", "--out", str(tmp_path / "mt"))
+    assert code == 0
+    rows = json.loads((tmp_path / "mt" / "results.json").read_text(encoding="utf-8"))["rows"]["ours"]
+    assert len(rows) == 10 and {r["type"] for r in rows} == {"multi_turn"}
+    code, _ = run("--only", "de, it", "--out", str(tmp_path / "de-it"))
+    rows = json.loads((tmp_path / "de-it" / "results.json").read_text(encoding="utf-8"))["rows"]["ours"]
+    assert code == 0 and rows and {r["language"] for r in rows} == {"de", "it"}
+
+
+def test_eval_only_matching_nothing_is_a_clear_error(
+    fake_pipelines: list[Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run("--only", "klingon", "--out", str(tmp_path / "none"))
+    assert code != 0 and not (tmp_path / "none").exists()
+    assert "No question of the set has a type, language or tag among klingon" in capsys.readouterr().err
