@@ -19,6 +19,23 @@ _SENT_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
 # Markers opening a piece ("[1] Next sentence.") follow the previous sentence's full stop and
 # belong to it. Unambiguous (each repeat starts at "[", no "$"), so no catastrophic backtracking.
 _LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+[.!?。！？]?")
+# A full stop that ends an abbreviation or an initial, not a sentence: "founded by Mr. Yamada",
+# "M. Dupont", "the U.S. court", "J. K. Rowling". A piece ending so is joined to the next one,
+# as is a piece followed by one that starts in lower case ("approx. 3", "U.S. government"),
+# unless the piece ends with a citation ("... [1]. iPhone users ...").
+_ABBREVIATION = re.compile(
+    r"(?:^|[\s(«\"'])(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Mt|Gen|Gov|Sen|Rep|Lt|Col|M|Mme|Mlle|MM|Me|Pr|"
+    r"Hr|Fr|Nr|No|vs|approx|ca|cf|e\.g|i\.e|z\.B|d\.h|U\.S|U\.K|U\.N|E\.U|p|pp|vol|art|al)\.$"
+    # an initial: a capital letter after a capitalised word or another initial ("David S.", "J. K."),
+    # not after a lower-case word ("la société X." ends a sentence)
+    r"|(?:^|[A-ZÀ-Ý][\w'’-]*\s+|[A-Z]\.\s*)[A-Z]\.$"
+)
+_INITIAL = re.compile(r"[A-Z]\.(?:\s|$)")  # a piece that starts with one ("J. | K. Rowling")
+_ORDINAL_END = re.compile(r"(?:^|\s)\d{1,2}\.$")
+_GERMAN_MONTH = re.compile(
+    r"(?:Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember)\b"
+)
+_CITED_END = re.compile(r"\]\s*[.!?]$")  # "... [2]." ends a sentence, whatever follows
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NAME = re.compile(r"(?<![\w'’])([A-ZÀ-Ý][\w'’-]+)")
 
@@ -142,9 +159,24 @@ def _numbers(markers: str) -> list[int]:
     return [int(n) for n in re.findall(r"\d+", markers)]
 
 
+def _continues(previous: str, piece: str) -> bool:
+    """Whether `piece` goes on the sentence `previous` ended at an abbreviation (see _ABBREVIATION)."""
+    if _CITED_END.search(previous):
+        return False
+    piece = piece.lstrip()
+    if _ORDINAL_END.search(previous) and _GERMAN_MONTH.match(piece):
+        return True  # a German date: "am 24. Februar"
+    return bool(_ABBREVIATION.search(previous) or _INITIAL.match(piece)) or piece[:1].islower()
+
+
 def parse_answer(text: str, n_sources: int) -> list[tuple[str, list[int]]]:
     """Answer text -> [(sentence without markers, [valid source numbers])]."""
-    pieces = [p for p in _SENT_END.split(text.strip()) if p.strip()]
+    pieces: list[str] = []
+    for piece in (p for p in _SENT_END.split(text.strip()) if p.strip()):
+        if pieces and _continues(pieces[-1], piece):
+            pieces[-1] = f"{pieces[-1]} {piece.strip()}"
+        else:
+            pieces.append(piece)
     merged: list[str] = []
     for piece in pieces:
         lead = _LEADING_MARKERS.match(piece) if merged else None

@@ -106,6 +106,47 @@ def test_chinese_and_japanese_sentences_end_without_a_space():
     assert parse_answer("ParlerはEpikに移った！[3]", 5) == [("ParlerはEpikに移った！", [3])]
 
 
+def test_a_full_stop_after_an_abbreviation_or_an_initial_does_not_end_the_sentence():
+    # "founded by Mr." and "Shima, the founder, in 1962." were checked apart, and both removed
+    assert parse_answer("The company was founded by Mr. Shima in 1962. [3]", 5) == [
+        ("The company was founded by Mr. Shima in 1962.", [3])
+    ]
+    assert parse_answer("M. Dupont a dit non [1]. Mme Martin a dit oui [2].", 3) == [
+        ("M. Dupont a dit non.", [1]),
+        ("Mme Martin a dit oui.", [2]),
+    ]
+    assert parse_answer("Parler sued in a U.S. court [1]. Written by J. K. Rowling [2].", 3) == [
+        ("Parler sued in a U.S. court.", [1]),
+        ("Written by J. K. Rowling.", [2]),
+    ]
+    assert parse_answer("It costs approx. 3 dollars [1].", 3) == [("It costs approx. 3 dollars.", [1])]
+
+
+def test_a_capital_letter_after_a_lower_case_word_can_end_a_sentence():
+    assert parse_answer("Je refuse les offres de la société X. Je peux écrire à la société [2].", 3) == [
+        ("Je refuse les offres de la société X.", []),
+        ("Je peux écrire à la société.", [2]),
+    ]
+    assert parse_answer("The founder was David S. Cohen [4].", 5) == [("The founder was David S. Cohen.", [4])]
+
+
+def test_a_german_date_is_one_sentence():
+    assert parse_answer("Die Dokumente stammen vom 23. und 24. Februar 2021 [2].", 3) == [
+        ("Die Dokumente stammen vom 23. und 24. Februar 2021.", [2])
+    ]
+    assert parse_answer("Es war der 2. Danach kam nichts [1].", 3) == [
+        ("Es war der 2.", []),
+        ("Danach kam nichts.", [1]),
+    ]
+
+
+def test_a_cited_sentence_ends_even_before_a_lower_case_word():
+    assert parse_answer("Parler dropped its suit [1]. iPhone users could not get it [2].", 3) == [
+        ("Parler dropped its suit.", [1]),
+        ("iPhone users could not get it.", [2]),
+    ]
+
+
 def test_newline_separated_sentences():
     assert parse_answer("Cats purr [1].\n\nDogs bark [2].", 3) == [("Cats purr.", [1]), ("Dogs bark.", [2])]
 
