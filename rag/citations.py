@@ -37,7 +37,14 @@ _GERMAN_MONTH = re.compile(
 )
 _CITED_END = re.compile(r"\]\s*[.!?]$")  # "... [2]." ends a sentence, whatever follows
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_NAME = re.compile(r"(?<![\w'’])([A-ZÀ-Ý][\w'’-]+)")
+# A name: a capital followed by Latin letters, digits, apostrophes or hyphens. Only Latin letters
+# count, so a name glued to Japanese, Chinese or Korean text ("EpikがParlerを", "由Epik托管",
+# "Epik이") is found on its own instead of as one long unknown word.
+_LATIN = "0-9A-Za-zÀ-ÖØ-öø-ɏ"
+_NAME = re.compile(rf"(?<![{_LATIN}'’])([A-ZÀ-Ý][{_LATIN}'’-]+)")
+# A short suffix after an apostrophe is not part of the name: English "Epik's", Turkish "Parler'i",
+# "Amazon'dan".
+_NAME_SUFFIX = re.compile(r"['’][a-zà-ÿçğış]{1,4}$")
 
 # Capitalised words an English/French/German answer uses that are not names to check.
 _COMMON = {
@@ -235,7 +242,7 @@ def novel_names(sentence: str, texts: Iterable[str], language: str = "") -> set[
     haystack = fold(" ".join(texts))
     out = set()
     for name in _NAME.findall(sentence):
-        base = re.sub(r"['’]s$", "", name)
+        base = _NAME_SUFFIX.sub("", name)
         if fold(base) in _COMMON or len(base) < 3:
             continue
         if language in NOUNS_CAPITALISED and not _NAME_SHAPE.match(base):

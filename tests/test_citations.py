@@ -242,6 +242,22 @@ def test_possessive_matches_the_bare_name():
     assert novel_names("Parler’s users moved.", ["Parler was a social network."]) == set()
 
 
+SOURCE_EPIK = ["Après la rupture avec Amazon Web Services, Parler a pu se replier chez un autre hébergeur, Epik."]
+
+
+def test_a_name_glued_to_japanese_chinese_or_korean_text_is_found_on_its_own():
+    # "EpikがParlerをホストしました" was one unknown word, so right answers needed the strict threshold
+    assert novel_names("Amazonの後、EpikがParlerをホストしました。", SOURCE_EPIK, "ja") == set()
+    assert novel_names("Parler离开亚马逊后由Epik托管。", SOURCE_EPIK, "zh") == set()
+    assert novel_names("Amazon 이후의 회사로는 Epik이 호스팅했습니다.", SOURCE_EPIK, "ko") == set()
+    assert novel_names("ParlerはGabに移った。", SOURCE_EPIK, "ja") == {"Gab"}  # an unknown one still counts
+
+
+def test_a_turkish_case_suffix_after_the_apostrophe_is_not_part_of_the_name():
+    assert novel_names("Amazon'dan sonra Parler'i Epik barındırdı.", SOURCE_EPIK, "tr") == set()
+    assert novel_names("Parler'i Gab'a taşıdılar.", SOURCE_EPIK, "tr") == {"Gab"}
+
+
 def test_possessive_of_an_unknown_name_reports_the_bare_name():
     assert novel_names("Gab's users moved.", ["Parler was a social network."]) == {"Gab"}
 
