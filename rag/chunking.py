@@ -37,6 +37,30 @@ _SENTENCE_END = re.compile(
     rf"|(?<=[{_LOWER}][{_LOWER}][.!?])()(?=[{_UPPER}][{_LOWER}])"
 )
 
+# A full stop after an abbreviation or an initial does not end a sentence: "founded by Mr. Yamada",
+# "M. Dupont", "the U.S. court", "David S. Cohen", "J. K. Rowling", nor one inside a German date
+# ("am 24. Februar"). Only abbreviations that rarely end a sentence are listed (not "No.", "vol.",
+# "art.": French "vol" is a flight). An initial is a capital after a capitalised word or another
+# initial; after a lower-case word ("la société X.") it ends the sentence.
+_ABBREVIATION = re.compile(
+    r"(?:^|[\s(«\"'])(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Mt|Gen|Gov|Sen|Rep|Lt|Col|M|Mme|Mlle|MM|Me|Pr|"
+    r"Hr|Fr|Nr|vs|approx|cf|e\.g|i\.e|z\.B|d\.h|U\.S|U\.K|U\.N|E\.U)\.$"
+    r"|(?:^|[A-ZÀ-Ý][\w'’-]*\s+|[A-Z]\.\s*)[A-Z]\.$"
+)
+_INITIAL = re.compile(r"[A-Z]\.(?:\s|$)")  # a sentence that starts with one ("J. | K. Rowling")
+_ORDINAL_END = re.compile(r"(?:^|\s)\d{1,2}\.$")
+_GERMAN_MONTH = re.compile(
+    r"(?:Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember)\b"
+)
+
+
+def continues_sentence(previous: str, following: str) -> bool:
+    """Whether `following` goes on the sentence `previous` seemed to end (see _ABBREVIATION)."""
+    previous, following = previous.rstrip(), following.lstrip()
+    if _ORDINAL_END.search(previous) and _GERMAN_MONTH.match(following):
+        return True
+    return bool(_ABBREVIATION.search(previous) or _INITIAL.match(following))
+
 
 def chunk_id(doc_path: str, position: int, source: str = "") -> str:
     key = f"{source}\n{doc_path}" if source else doc_path
@@ -44,7 +68,8 @@ def chunk_id(doc_path: str, position: int, source: str = "") -> str:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each non-blank sentence or line, trimmed of surrounding whitespace."""
+    """(start, end) of each non-blank sentence or line, trimmed of surrounding whitespace. Two
+    sentences on one line are one where the first ends at an abbreviation (`continues_sentence`)."""
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
@@ -52,7 +77,16 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         spans.extend(_trimmed(text, start, match.start(group)))
         start = match.end(group)
     spans.extend(_trimmed(text, start, len(text)))
-    return spans
+    merged: list[tuple[int, int]] = []
+    for begin, end in spans:
+        if merged:
+            last_begin, last_end = merged[-1]
+            gap = text[last_end:begin]
+            if "\n" not in gap and continues_sentence(text[last_begin:last_end], text[begin:end]):
+                merged[-1] = (last_begin, end)
+                continue
+        merged.append((begin, end))
+    return merged
 
 
 def _trimmed(text: str, start: int, end: int) -> list[tuple[int, int]]:

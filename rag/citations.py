@@ -13,28 +13,17 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from rag.chunking import continues_sentence
+
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 # Chinese and Japanese end a sentence with 。！？ and no space after it.
 _SENT_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
 # Markers opening a piece ("[1] Next sentence.") follow the previous sentence's full stop and
 # belong to it. Unambiguous (each repeat starts at "[", no "$"), so no catastrophic backtracking.
 _LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+[.!?。！？]?")
-# A full stop that ends an abbreviation or an initial, not a sentence: "founded by Mr. Yamada",
-# "M. Dupont", "the U.S. court", "J. K. Rowling". A piece ending so is joined to the next one,
-# as is a piece followed by one that starts in lower case ("approx. 3", "U.S. government"),
-# unless the piece ends with a citation ("... [1]. iPhone users ...").
-_ABBREVIATION = re.compile(
-    r"(?:^|[\s(«\"'])(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Mt|Gen|Gov|Sen|Rep|Lt|Col|M|Mme|Mlle|MM|Me|Pr|"
-    r"Hr|Fr|Nr|No|vs|approx|ca|cf|e\.g|i\.e|z\.B|d\.h|U\.S|U\.K|U\.N|E\.U|p|pp|vol|art|al)\.$"
-    # an initial: a capital letter after a capitalised word or another initial ("David S.", "J. K."),
-    # not after a lower-case word ("la société X." ends a sentence)
-    r"|(?:^|[A-ZÀ-Ý][\w'’-]*\s+|[A-Z]\.\s*)[A-Z]\.$"
-)
-_INITIAL = re.compile(r"[A-Z]\.(?:\s|$)")  # a piece that starts with one ("J. | K. Rowling")
-_ORDINAL_END = re.compile(r"(?:^|\s)\d{1,2}\.$")
-_GERMAN_MONTH = re.compile(
-    r"(?:Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember)\b"
-)
+# An answer's sentences end as a document's do (see `chunking.continues_sentence`), and also
+# not before a word in lower case ("approx. 3"), unless the piece ended with a citation
+# ("... [1]. iPhone users ...").
 _CITED_END = re.compile(r"\]\s*[.!?]$")  # "... [2]." ends a sentence, whatever follows
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # A name: a capital followed by Latin letters, digits, apostrophes or hyphens. Only Latin letters
@@ -167,13 +156,10 @@ def _numbers(markers: str) -> list[int]:
 
 
 def _continues(previous: str, piece: str) -> bool:
-    """Whether `piece` goes on the sentence `previous` ended at an abbreviation (see _ABBREVIATION)."""
+    """Whether `piece` goes on the sentence `previous` ended at an abbreviation or an initial."""
     if _CITED_END.search(previous):
         return False
-    piece = piece.lstrip()
-    if _ORDINAL_END.search(previous) and _GERMAN_MONTH.match(piece):
-        return True  # a German date: "am 24. Februar"
-    return bool(_ABBREVIATION.search(previous) or _INITIAL.match(piece)) or piece[:1].islower()
+    return continues_sentence(previous, piece) or piece.lstrip()[:1].islower()
 
 
 def parse_answer(text: str, n_sources: int) -> list[tuple[str, list[int]]]:

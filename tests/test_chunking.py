@@ -98,6 +98,20 @@ def test_sentence_spans_split_on_end_punctuation():
     assert spans_text("One. Two! Three? Four… Five") == ["One.", "Two!", "Three?", "Four…", "Five"]
 
 
+def test_sentence_spans_do_not_end_at_an_abbreviation_an_initial_or_a_german_date():
+    assert spans_text("M. Dupont a parlé. Il a dit non.") == ["M. Dupont a parlé.", "Il a dit non."]
+    assert spans_text("Founded by Mr. Shima. Then J. K. Rowling wrote.") == [
+        "Founded by Mr. Shima.",
+        "Then J. K. Rowling wrote.",
+    ]
+    assert spans_text("Am 24. Februar 2021 kam es.") == ["Am 24. Februar 2021 kam es."]
+    # a capital after a lower-case word ends the sentence; a line break always does
+    assert spans_text("La société X. Elle vend.") == ["La société X.", "Elle vend."]
+    assert spans_text("Signé par M.\nLa suite.") == ["Signé par M.", "La suite."]
+    # French "vol" (a flight) is no abbreviation
+    assert spans_text("Les données de chaque vol. Elles servent.") == ["Les données de chaque vol.", "Elles servent."]
+
+
 def test_sentence_spans_split_on_newlines():
     assert spans_text("# Heading\n- item one\n- item two") == ["# Heading", "- item one", "- item two"]
 
