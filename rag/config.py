@@ -14,13 +14,14 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SEED_DIR = PROJECT_ROOT / "seeds"  # the first document set, the default folder
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
     # documents and index
-    docs_dir: Path = Field(PROJECT_ROOT / "seeds", description="Folder of documents to chat with.")
+    docs_dir: Path = Field(SEED_DIR, description="Folder of documents to chat with.")
     index_dir: Path = Field(PROJECT_ROOT / "index", description="Where the Chroma index is kept.")
     data_dir: Path = Field(PROJECT_ROOT / "data", description="Feedback, uploads and other app data.")
     cache_dir: Path = Field(PROJECT_ROOT / ".cache", description="Assembled model file and other rebuildable caches.")

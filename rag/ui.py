@@ -53,6 +53,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 
 import gradio as gr
 
+from rag.config import SEED_DIR
 from rag.errors import RagError
 from rag.prompts import WITHDRAWN_NOTE
 from rag.types import Answer, Citation, Status, Token
@@ -65,7 +66,6 @@ logger = logging.getLogger(__name__)
 # Example questions about the seed article, shown only while the seed folder is the one indexed
 # (a user's own folder gets none: questions about Parler would make no sense there). Among them an
 # unanswerable one, to show an abstention.
-SEED_DIR = Path(__file__).resolve().parent.parent / "seeds"
 EXAMPLES = [
     "Why did Parler drop its suit?",
     "Which web host took Parler in?",
