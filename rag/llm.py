@@ -7,9 +7,10 @@ implements it with the `openai` client against any OpenAI-compatible server.
 `EmbeddedServer` runs the bundled GGUF in the real llama.cpp HTTP server (`xllamacpp`)
 inside this process, on loopback, a free port and a random API key; `default_llm`
 starts it once per process and stops it at exit, and returns an `EmbeddedLLM`: an
-`OpenAILLM` that restarts the server if it finds it dead (at most once per request and
-MAX_RESTARTS times in RESTART_WINDOW). A user who sets `RAG_LLM_BASE_URL` gets a plain
-`OpenAILLM` against their server.
+`OpenAILLM` that restarts the server if it finds it dead, or stuck (silent for
+`RAG_LLM_TIMEOUT`, and its main loop does not answer a probe within as long again), at most
+once per request and MAX_RESTARTS times in RESTART_WINDOW. A user who sets
+`RAG_LLM_BASE_URL` gets a plain `OpenAILLM` against their server.
 
 Faults (see `OpenAILLM`): a short connect timeout, `RAG_LLM_TIMEOUT` as the longest silence
 (before the reply or between two streamed pieces), `RAG_LLM_RETRIES` retries with exponential
@@ -309,7 +310,7 @@ class OpenAILLM(LLM):
 
     def _retry_or_raise(self, exc: Exception, attempt: _Attempt) -> None:
         """After a failed attempt: return to try again (after restarting or waiting), or raise LLMError."""
-        if not attempt.recovered and self._recover(exc):
+        if not attempt.recovered and self._recover(exc, attempt.ends):
             attempt.recovered = True  # at most one restart per request, and it does not use a retry
             return
         delay = self._retry_delay(exc, attempt.retries)
@@ -345,8 +346,9 @@ class OpenAILLM(LLM):
             return asked if asked <= self.max_retry_after else None
         return None
 
-    def _recover(self, exc: Exception) -> bool:
-        """Repair the server after `exc` and return True to retry at once; a remote server cannot be repaired."""
+    def _recover(self, exc: Exception, ends: float) -> bool:
+        """Repair the server after `exc` (by the monotonic time `ends`) and return True to retry at
+        once; a remote server cannot be repaired."""
         return False
 
     def _too_long(self, shown: bool) -> str:
@@ -483,6 +485,22 @@ class EmbeddedServer:
             server, self._server = self._server, None
             del server  # the destructor stops llama.cpp's main loop
 
+    def responsive(self, timeout: float) -> bool:
+        """Whether llama.cpp's main loop answers within `timeout` seconds. GET /slots is a task that
+        loop runs between two batches, so a server busy reading a long prompt answers once its
+        current batch is done, and a stuck one never does (/health would not tell them apart: the
+        HTTP thread answers it alone)."""
+        import httpx
+
+        if not self.alive():
+            return False
+        url = f"http://{self.host}:{self.port}/slots"
+        try:
+            httpx.get(url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=timeout)
+        except httpx.HTTPError:
+            return False
+        return True
+
     def alive(self) -> bool:
         """Started, not stopped, and its port accepts a connection."""
         if self._server is None or not self.port:
@@ -522,16 +540,18 @@ def embedded_server(settings: Settings) -> EmbeddedServer:
         return _embedded
 
 
-def restart_embedded_server(settings: Settings, failed: EmbeddedServer) -> EmbeddedServer:
+def restart_embedded_server(settings: Settings, failed: EmbeddedServer, stuck: bool = False) -> EmbeddedServer:
     """The server to use instead of `failed`: a new one if `failed` is the current server and is
-    dead, the current one if another thread already replaced it, `failed` itself if it still answers.
-    Refuses (LLMError) after MAX_RESTARTS restarts within RESTART_WINDOW seconds: a server that
-    keeps dying (out of memory, corrupt model) must be reported, not restarted forever."""
+    dead (or `stuck`: it accepts connections but its main loop no longer answers), the current one
+    if another thread already replaced it, `failed` itself if it still accepts connections and is
+    not known to be stuck. Refuses (LLMError) after MAX_RESTARTS restarts within RESTART_WINDOW
+    seconds: a server that keeps dying (out of memory, corrupt model) must be reported, not
+    restarted forever."""
     global _embedded
     with _embedded_lock:
         if _embedded is not None and _embedded is not failed:
             return _embedded  # already restarted by someone else
-        if _embedded is not None and _embedded.alive():
+        if _embedded is not None and not stuck and _embedded.alive():
             return _embedded
         now = time.monotonic()
         while _restarts and now - _restarts[0] > RESTART_WINDOW:
@@ -543,8 +563,12 @@ def restart_embedded_server(settings: Settings, failed: EmbeddedServer) -> Embed
                 "or use another server (RAG_LLM_BASE_URL)."
             )
         _restarts.append(now)
-        log.warning("The embedded LLM server at %s is not answering; restarting it", failed.base_url)
-        failed.stop()
+        how = "is stuck (its main loop does not answer)" if stuck else "is not answering"
+        log.warning("The embedded LLM server at %s %s; restarting it", failed.base_url, how)
+        if stuck:  # its destructor waits for the stuck loop: let a daemon thread wait, not the caller
+            threading.Thread(target=failed.stop, name="stop-stuck-llm", daemon=True).start()
+        else:
+            failed.stop()
         _embedded = None
         started = time.perf_counter()
         server = _embedded = _start_embedded(settings)
@@ -564,11 +588,14 @@ atexit.register(stop_embedded_server)
 
 
 class EmbeddedLLM(OpenAILLM):
-    """The client of the process-wide embedded server, which it restarts if it has died.
+    """The client of the process-wide embedded server, which it restarts if it has died or is stuck.
 
-    A connection error (not a timeout: a slow server is alive) while the server's port refuses
-    connections means the server is gone: the request asks `restart_embedded_server` for a new
-    one, follows it to its new port and key, and tries again, once per request.
+    A connection error while the server's port refuses connections means the server is gone. A
+    timeout (silent for RAG_LLM_TIMEOUT) may be a busy server or a stuck one: the server's main
+    loop is probed (`EmbeddedServer.responsive`, for as long again at most, within the request's
+    deadline), and only a loop that does not answer counts as stuck. Either way the request asks
+    `restart_embedded_server` for a new server, follows it to its new port and key, and tries
+    again, once per request.
     """
 
     connect_hint = "the embedded server does not answer, even restarted; restart the app"
@@ -599,13 +626,21 @@ class EmbeddedLLM(OpenAILLM):
         self.complete(messages, 1, slot)
         server.slot_action(slot, "save", name)
 
-    def _recover(self, exc: Exception) -> bool:
+    def _recover(self, exc: Exception, ends: float) -> bool:
         import openai
 
-        if not isinstance(exc, openai.APIConnectionError) or isinstance(exc, openai.APITimeoutError):
+        if not isinstance(exc, openai.APIConnectionError):
             return False
+        stuck = False
+        if isinstance(exc, openai.APITimeoutError):
+            # Silent for RAG_LLM_TIMEOUT seconds: busy with a long prompt, or stuck? Ask its main
+            # loop, for as long again at most (within the request's deadline).
+            wait = min(self.timeout, ends - time.monotonic() - 1.0)
+            if wait <= 0 or self.server.responsive(wait):
+                return False  # busy (an ordinary retry, if any is left), or no time left to find out
+            stuck = True
         with self._restart_lock:
-            server = restart_embedded_server(self.settings, self.server)
+            server = restart_embedded_server(self.settings, self.server, stuck)
             if server is self.server:
                 return False  # it still answers: an ordinary retry
             self.server = server

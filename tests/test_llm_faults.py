@@ -67,9 +67,13 @@ class FakeChatServer:
     Each request takes the next action of `script` (OK once the script is used up) and is
     recorded in `seen` as (monotonic arrival time, JSON body, Authorization header)."""
 
-    def __init__(self, script: list[Action] | None = None, api_key: str = "", yes: float = 0.8) -> None:
+    def __init__(
+        self, script: list[Action] | None = None, api_key: str = "", yes: float = 0.8, stuck: bool = False
+    ) -> None:
         self.script: deque[Action] = deque(script or [])
         self.seen: list[tuple[float, dict[str, Any], str]] = []
+        self.stuck = stuck  # GET /slots never answers, as when llama.cpp's main loop is stuck
+        self.probes: list[str] = []  # the paths of GET requests
         self.release = threading.Event()
         outer = self
 
@@ -109,6 +113,10 @@ class FakeChatServer:
                     i += 1
 
             def do_GET(self) -> None:
+                outer.probes.append(self.path)
+                if outer.stuck and self.path.startswith("/slots"):
+                    outer.release.wait(LIMIT)
+                    return
                 if self.headers.get("Authorization") != f"Bearer {api_key}" and api_key:
                     self._json(401, {"error": {"message": "Invalid API Key", "type": "authentication_error"}})
                     return
@@ -495,14 +503,15 @@ def test_the_assistant_reports_a_stalled_stream_then_a_dead_server(
 class FakeEmbedded(EmbeddedServer):
     """An EmbeddedServer whose llama.cpp is a FakeChatServer checking the server's own key."""
 
-    def __init__(self, listen: bool = True, script: list[Action] | None = None) -> None:
+    def __init__(self, listen: bool = True, script: list[Action] | None = None, stuck: bool = False) -> None:
         super().__init__(Path("fake.gguf"))
         self.listen = listen
         self.script = script
+        self.stuck = stuck
 
     def start(self) -> FakeEmbedded:
         if self.listen:
-            self._server = FakeChatServer(self.script, api_key=self.api_key)
+            self._server = FakeChatServer(self.script, api_key=self.api_key, stuck=self.stuck)
             self.port = self._server.port
         else:  # dies at once: a port nothing listens on
             self._server = object()
@@ -577,11 +586,43 @@ def test_a_second_client_follows_the_restart_without_restarting_again(fake_embed
 
 
 def test_a_slow_embedded_server_is_not_restarted(fake_embedded: Launches) -> None:
+    """Silent for RAG_LLM_TIMEOUT, but its main loop answers the probe: busy, not stuck."""
     fake_embedded.plan.append({"script": [HANG]})
     llm = default_llm(embedded_settings(llm_retries=0))
     with pytest.raises(LLMError, match="no reply within 1 s"):
         llm.complete(MESSAGES, 20)
-    assert len(fake_embedded) == 1
+    assert len(fake_embedded) == 1 and fake_embedded[0]._server.probes == ["/slots"]
+
+
+def test_a_stuck_embedded_server_is_restarted_and_followed(
+    fake_embedded: Launches, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Silent for RAG_LLM_TIMEOUT, and its main loop does not answer the probe within as long
+    again: restarted (without waiting for the stuck one to stop), and the request answered there."""
+    fake_embedded.plan.append({"script": [HANG], "stuck": True})
+    llm = default_llm(embedded_settings(llm_retries=0))
+    stuck = fake_embedded[0]._server
+    with caplog.at_level(logging.WARNING, logger="rag.llm"):
+        result, elapsed = timed(lambda: llm.complete(MESSAGES, 20))
+    assert result.text == REPLY
+    first, second = fake_embedded
+    assert stuck.probes == ["/slots"] and llm.server is second and llm.base_url == second.base_url
+    waited = time.monotonic() + SLACK
+    while first._server is not None and time.monotonic() < waited:
+        time.sleep(0.05)
+    assert first._server is None  # stopped, in a daemon thread
+    assert any("is stuck (its main loop does not answer); restarting" in r.getMessage() for r in caplog.records)
+    assert 2 * T <= elapsed < 2 * T + SLACK  # the silence, the probe, then at once the new server
+    # the next request goes to the new server at once
+    assert llm.yes_probability(MESSAGES) == pytest.approx(0.8) and len(fake_embedded) == 2
+
+
+def test_no_probe_or_restart_when_the_deadline_leaves_no_time_for_it(fake_embedded: Launches) -> None:
+    fake_embedded.plan.append({"script": [HANG], "stuck": True})
+    llm = default_llm(embedded_settings(llm_retries=0, llm_deadline=1.5))
+    with pytest.raises(LLMError, match="no reply within 1 s"):
+        llm.complete(MESSAGES, 20)
+    assert len(fake_embedded) == 1 and fake_embedded[0]._server.probes == []
 
 
 def test_restarts_are_bounded(fake_embedded: Launches) -> None:
@@ -696,3 +737,28 @@ def test_real_embedded_server_is_loopback_keyed_and_restarted_after_a_crash(
     assert _status(models, second.api_key) == 200
     restart = next(r.getMessage() for r in caplog.records if "restarted on" in r.getMessage())
     print(f"\n[embedded crash] {restart}; restart + answer {elapsed:.1f} s")
+
+
+@pytest.mark.slow
+def test_real_embedded_server_answers_the_probe_while_busy_reading_a_long_prompt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The premise of the stuck-server restart: llama.cpp's main loop answers GET /slots between
+    two batches, so a server busy reading a long prompt is never taken for a stuck one."""
+    monkeypatch.setattr(llm_module, "_restarts", deque())
+    llm = default_llm(Settings(llm_base_url="", llm_timeout=120, llm_retries=0))
+    assert isinstance(llm, EmbeddedLLM)
+    server = llm.server
+    assert server.responsive(5.0)
+    # ~2,400 new prompt tokens: about a minute of reading on 2 cores, in several batches
+    long_prompt = " ".join(f"Line {i}: Parler moved to Epik after Amazon cut it off." for i in range(200))
+    busy = threading.Thread(
+        target=lambda: llm.complete([{"role": "user", "content": long_prompt + "\nSay OK."}], 1), daemon=True
+    )
+    busy.start()
+    time.sleep(3.0)  # the server is now reading the prompt
+    answered, waited = timed(lambda: server.responsive(120.0))
+    still_reading = busy.is_alive()
+    busy.join(300)
+    assert answered and still_reading, (answered, still_reading)
+    print(f"\n[probe] answered after {waited:.1f} s while the server read a long prompt")
