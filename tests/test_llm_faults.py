@@ -750,7 +750,7 @@ def test_real_embedded_server_answers_the_probe_while_busy_reading_a_long_prompt
     assert isinstance(llm, EmbeddedLLM)
     server = llm.server
     assert server.responsive(5.0)
-    # ~2,400 new prompt tokens: about a minute of reading on 2 cores, in several batches
+    # 200 lines of new prompt: about a minute of reading on 2 cores, in several batches
     long_prompt = " ".join(f"Line {i}: Parler moved to Epik after Amazon cut it off." for i in range(200))
     busy = threading.Thread(
         target=lambda: llm.complete([{"role": "user", "content": long_prompt + "\nSay OK."}], 1), daemon=True
