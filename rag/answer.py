@@ -77,6 +77,8 @@ class AnswerConfig:
     # whole passage holding the closest sentence, quoted before the question
     excerpt_style: str = "passage"
     translate_retry: bool = True  # a NOT_FOUND to a question in a third language: answer in English, translate
+    # "passage" style: when the answer abstains, ask once more with the next key passage quoted
+    second_passage: bool = True
     # Minimum P(yes) that the checked answer gives what the question asks for (0 = not asked).
     # On the seed set's answers (benchmarks/fit_check.py): 0.57-0.80 for unanswerable questions, 0.63-0.93
     # for right answers; 0.7 withdrew 7 of 12 of the first and 1-2 of 30 of the second.
@@ -143,20 +145,25 @@ class Answerer:
         started = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         system = system_message(sources)
-        user, slot = self._user_message(question, sources, language, quote)
+        keys = self.key_passages(question, sources) if self._quotes_passage(quote) else []
+        user, slot = self._user_message(question, sources, language, quote, keys[0] if keys else None)
         timings["excerpts_s"] = time.perf_counter() - started
         completion = Completion()
-        yield from self._generate(system, user, completion, timings, started, slot)
+        streamed = False  # whether any of the first reply was shown as written
+        for token in self._generate(system, user, completion, timings, started, slot):
+            streamed = streamed or bool(token.text.strip())
+            yield token
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
         _add_usage(usage, completion)
         in_english = self._retry_in_english(completion.text, language, sources)
+        written = "en" if in_english else language
         if in_english:
             # The small model often replies NOT_FOUND when told to answer in a third language
             # (Spanish over French sources) yet answers the same question in English: ask again
             # in English, check that answer, then translate its kept sentences.
             yield Status("Answering in English, then translating")
             timings["first_try_s"] = timings.pop("first_token_s", 0.0)
-            user, slot = self._user_message(question, sources, "en", quote)
+            user, slot = self._user_message(question, sources, "en", quote, keys[0] if keys else None)
             completion = Completion()
             for _ in self._generate(system, user, completion, timings, started, slot):
                 pass  # held back: the reader gets the translation
@@ -164,8 +171,34 @@ class Answerer:
         checked = time.perf_counter()
         if self.config.verify:
             yield Status("Checking citations")
-        answer = self.check(question, completion.text, sources, language, system, "en" if in_english else language)
+        answer = self.check(question, completion.text, sources, language, system, written)
         timings["check_s"] = time.perf_counter() - checked
+        answer.key_passages = keys[:1]
+        if answer.abstained and self.config.second_passage and len(keys) > 1:
+            # The closest sentence's passage is not always the one that answers: ask once more with
+            # the passage holding the best sentence of another passage quoted (its own LLM slot),
+            # streamed like the first reply and checked the same way.
+            yield Status("Looking in another passage")
+            again = time.perf_counter()
+            user, slot = self._user_message(question, sources, written, quote, keys[1])
+            completion = Completion()
+            first_piece = True
+            for token in self._generate(system, user, completion, {}, started, slot):
+                if in_english:
+                    continue  # held back: the reader gets the translation
+                if first_piece and streamed:
+                    token = Token("\n\n" + token.text.lstrip())  # a new paragraph after the first reply
+                elif first_piece:
+                    timings["first_token_s"] = time.perf_counter() - started  # the first words shown
+                first_piece = False
+                yield token
+            _add_usage(usage, completion)
+            if self.config.verify:
+                yield Status("Checking citations")
+            second = self.check(question, completion.text, sources, language, system, written)
+            timings["second_passage_s"] = time.perf_counter() - again
+            answer = answer if second.abstained else second
+            answer.key_passages = keys[:2]
         if in_english:
             if not answer.abstained:
                 yield Status("Translating")
@@ -177,18 +210,31 @@ class Answerer:
         answer.usage.update(usage)
         yield answer
 
-    def _user_message(self, question: str, sources: Sequence[Chunk], language: str, quote: bool) -> tuple[str, int]:
+    def _quotes_passage(self, quote: bool) -> bool:
+        """Whether the user turn quotes a key passage (the "passage" style, on the small-set path)."""
+        return quote and self.config.excerpt_style == "passage" and self.config.excerpts > 0
+
+    def key_passages(self, question: str, sources: Sequence[Chunk]) -> list[int]:
+        """Source numbers ordered by their sentence closest to the question (e5), best first."""
+        sentences = self._sentences(sources)
+        if self.embedder is None or not sentences:
+            return []
+        scores = self._vectors([t for _, t in sentences]) @ self.embedder.embed_query(question)
+        return list(dict.fromkeys(sentences[int(i)][0] for i in np.argsort(-scores, kind="stable")))
+
+    def _user_message(
+        self, question: str, sources: Sequence[Chunk], language: str, quote: bool, key: int | None = None
+    ) -> tuple[str, int]:
         """The user turn (the question, the key sentences closest to it, quoted or pointed at, or
-        their key passage, and the answer language) and the LLM slot to send it to: passage k's
+        the key passage `key`, and the answer language) and the LLM slot to send it to: passage k's
         slot for a key passage k the server has a slot for (see `Assistant.warm`), else 0."""
         language_name = prompts.LANGUAGE_NAMES.get(language, "English")
-        passage = self.config.excerpt_style == "passage"
-        k = 1 if passage else self.config.excerpts  # passage: the source of the closest sentence
-        quoted = self.excerpts(question, sources, k) if self.config.excerpts and quote else []
-        if quoted and passage:
-            number = quoted[0][0]
-            slot = number if number < self.llm.slots else 0
-            return passage_message(number, sources[number - 1], question, language_name), slot
+        if self._quotes_passage(quote):
+            if key is None:
+                return prompts.QUESTION.format(question=question, language=language_name), 0
+            slot = key if key < self.llm.slots else 0
+            return passage_message(key, sources[key - 1], question, language_name), slot
+        quoted = self.excerpts(question, sources, self.config.excerpts) if self.config.excerpts and quote else []
         if quoted and self.config.excerpt_style == "pointers":
             pointers = " or ".join(f"[{n}]" for n in sorted({n for n, _ in quoted}))
             user = prompts.QUESTION_WITH_POINTERS.format(question=question, pointers=pointers, language=language_name)

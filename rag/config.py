@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         description="When the model finds no answer to a question in neither English nor the documents' "
         "language, ask it again for an English answer, check it, and translate its sentences.",
     )
+    second_passage: bool = Field(
+        True,
+        description="Small-set path, passage style: when the answer abstains (NOT_FOUND, or every sentence "
+        "removed or withdrawn by the checks), ask once more with the passage holding the best sentence of "
+        "another passage quoted, and keep that answer if it passes the same checks.",
+    )
     translate_query: bool = Field(
         True,
         description="On a large set (the retrieval path), a question in another language than the documents' "

@@ -121,6 +121,7 @@ class Answer:
     abstain_reason: str = ""
     relevance: float = 0.0  # best e5 similarity of any passage to the question
     fit: float | None = None  # P(yes) that the checked answer gives what the question asks for, if asked
+    key_passages: list[int] = field(default_factory=list)  # the passages quoted before the question, in the order tried
 
     def to_dict(self) -> dict[str, Any]:
         def cite(c: Citation) -> dict[str, Any]:
@@ -143,6 +144,7 @@ class Answer:
             "abstain_reason": self.abstain_reason,
             "relevance": self.relevance,
             "fit": self.fit,
+            "key_passages": list(self.key_passages),
             "language": self.language,
             "citations": [cite(c) for c in self.citations],
             "unsupported": list(self.unsupported),

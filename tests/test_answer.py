@@ -109,7 +109,7 @@ def test_german_capitalised_nouns_do_not_trigger_the_strict_threshold() -> None:
 def test_a_supported_answer_that_does_not_fit_the_question_is_withdrawn() -> None:
     # true of source 3, but the question asks about something else: the fit check withdraws it
     llm = ScriptedLLM(["Il pleuvra demain sur Lyon [3]."])
-    _, answer = run(llm, question="Comment se prépare le tiramisù ?")
+    _, answer = run(llm, question="Comment se prépare le tiramisù ?", second_passage=False)
     assert answer.abstained and answer.text == prompts.CANNOT_ANSWER["en"]
     assert answer.fit == 0.1 and "does not give what the question asks for" in answer.abstain_reason
     assert answer.sentences[0].supported  # the support check passed it; only the fit check did not
@@ -170,7 +170,7 @@ def test_sentence_citing_the_wrong_source_is_re_cited_to_the_one_that_states_it(
 
 def test_sentence_no_source_supports_is_still_removed_after_the_second_check() -> None:
     llm = ScriptedLLM(["Lyon accueillera les Jeux olympiques [1]."])
-    _, answer = run(llm, support_threshold=0.6)
+    _, answer = run(llm, support_threshold=0.6, second_passage=False)
     assert answer.abstained
     assert answer.unsupported == ["Lyon accueillera les Jeux olympiques."]
     assert len(llm.calls) == 3  # the answer, the cited source, the closest other source
@@ -327,7 +327,7 @@ def test_no_english_retry_in_english_or_in_the_documents_language_or_when_switch
         (ES_QUESTION, "es", {"translate_retry": False}),
     ]:
         llm = ScriptedLLM(["NOT_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", ES_SENTENCE])
-        _, answer = run(llm, question=question, language=language, **config)
+        _, answer = run(llm, question=question, language=language, second_passage=False, **config)
         assert answer.abstained and len(llm.calls) == 1, (language, config)
 
 
@@ -351,3 +351,69 @@ def test_unusable_translation_keeps_the_checked_english_sentence() -> None:
         llm = ScriptedLLM(["NOT_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", translation])
         _, answer = run(llm, question=ES_QUESTION, language="es")
         assert answer.text == "Parler found refuge chez Epik, un autre hébergeur. [2]", translation
+
+
+def test_an_abstention_is_asked_once_more_with_the_next_key_passage_quoted() -> None:
+    # the closest sentence is in source 2; the answer is in source 1, quoted on the second try
+    llm = ScriptedLLM(["NOT_FOUND", "Parler a abandonné sa plainte contre Amazon [1]."], slots=4)
+    events, answer = run(llm, question="Parler refuge hébergeur plainte ?")
+    assert not answer.abstained and answer.text == "Parler a abandonné sa plainte contre Amazon. [1]"
+    assert answer.key_passages == [2, 1]
+    first, second = llm.calls[0][-1]["content"], llm.calls[1][-1]["content"]
+    assert first.startswith('Key passage from the sources:\n[2] "Parler a trouvé refuge')
+    assert second.startswith('Key passage from the sources:\n[1] "Parler a abandonné sa plainte')
+    assert llm.calls[0][0] == llm.calls[1][0]  # the same cached system message
+    assert llm.slots_used[:2] == [2, 1]  # each passage's own slot
+    # nothing was shown of the NOT_FOUND; the second reply streams as it is written, then is checked
+    tokens = [e for e in events if isinstance(e, Token)]
+    assert "".join(t.text for t in tokens) == "Parler a abandonné sa plainte contre Amazon [1]."
+    assert events.index(Status("Looking in another passage")) < events.index(tokens[0])
+    assert events.index(tokens[-1]) < len(events) - 1 - events[::-1].index(Status("Checking citations"))
+    assert answer.timings["second_passage_s"] > 0
+
+
+def test_a_withdrawn_first_answer_is_replaced_by_the_second_passage_s_answer_after_a_break() -> None:
+    llm = ScriptedLLM(["Il neigera sur Paris [2].", "Parler a abandonné sa plainte contre Amazon [1]."])
+    events, answer = run(llm, question="Parler refuge hébergeur plainte ?", support_threshold=0.6)
+    assert not answer.abstained and [c.number for c in answer.citations] == [1]
+    tokens = "".join(e.text for e in events if isinstance(e, Token))
+    assert tokens == "Il neigera sur Paris [2].\n\nParler a abandonné sa plainte contre Amazon [1]."  # a new paragraph
+    assert answer.unsupported == []  # the first reply's sentences belong to the first answer, not this one
+
+
+def test_two_abstentions_give_one_abstention_and_no_third_try() -> None:
+    llm = ScriptedLLM(["NOT_FOUND", "NOT_FOUND", "Parler a abandonné sa plainte contre Amazon [1]."])
+    events, answer = run(llm, question="Parler refuge hébergeur plainte ?", language="fr")
+    assert answer.abstained and answer.text == prompts.CANNOT_ANSWER["fr"]
+    assert len(llm.calls) == 2 and answer.key_passages == [2, 1]
+    assert not [e for e in events if isinstance(e, Token)]
+
+
+def test_no_second_try_after_an_answer_when_switched_off_or_without_key_passages() -> None:
+    llm = ScriptedLLM(["Parler found refuge chez Epik, un autre hébergeur [2].", "NOT_FOUND"])
+    _, answer = run(llm, question="Epik hébergeur refuge")
+    assert not answer.abstained and len(llm.calls) == 3 and answer.key_passages == [2]  # answer, support, fit
+    for config in [{"second_passage": False}, {"excerpt_style": "quotes"}, {"excerpts": 0}]:
+        llm = ScriptedLLM(["NOT_FOUND", "Parler a abandonné sa plainte contre Amazon [1]."])
+        _, answer = run(llm, question="Parler refuge hébergeur plainte ?", **config)
+        assert answer.abstained and len(llm.calls) == 1, config
+    # focused passages (the retrieval path) quote no key passage, so there is no next one to try
+    llm = ScriptedLLM(["NOT_FOUND", "Parler a abandonné sa plainte contre Amazon [1]."])
+    answerer = Answerer(llm, HashEmbedder(), AnswerConfig())
+    answer = list(answerer.stream("Parler refuge hébergeur plainte ?", SOURCES, "en", quote=False))[-1]
+    assert isinstance(answer, Answer) and answer.abstained and len(llm.calls) == 1
+
+
+def test_a_third_language_question_s_second_passage_is_asked_in_english_and_translated() -> None:
+    # Spanish over French sources: NOT_FOUND, NOT_FOUND in English with the first key passage, then
+    # an English answer with the second one, checked and translated; nothing English is shown
+    reply = "Parler a abandonné sa plainte contre Amazon [1]."
+    translated = "Parler abandonó su demanda contra Amazon."
+    llm = ScriptedLLM(["NOT_FOUND", "NOT_FOUND", reply, translated])
+    events, answer = run(llm, question="¿Parler refuge hébergeur plainte?", language="es")
+    prompts_sent = [call[-1]["content"] for call in llm.calls]
+    assert "Answer in Spanish" in prompts_sent[0] and "Answer in English" in prompts_sent[1]
+    assert prompts_sent[2].startswith('Key passage from the sources:\n[1] "Parler a abandonné')
+    assert "Answer in English" in prompts_sent[2] and "into Spanish" in prompts_sent[-1]
+    assert [e.text for e in events if isinstance(e, Token)] == [f"{translated} [1]"]
+    assert not answer.abstained and answer.text == f"{translated} [1]" and answer.key_passages == [2, 1]

@@ -227,6 +227,7 @@ def score_answer(record: EvalRecord, answer: Answer, gold: _Gold, n_relevant: in
         "abstain_reason": answer.abstain_reason,
         "relevance": answer.relevance,
         "fit": answer.fit,
+        "key_passages": list(answer.key_passages),
         "standalone_question": answer.standalone_question,
         "search_translation": answer.search_translation,
         "cited": [c.number for c in answer.citations],
