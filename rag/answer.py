@@ -77,8 +77,9 @@ class AnswerConfig:
     # whole passage holding the closest sentence, quoted before the question
     excerpt_style: str = "passage"
     translate_retry: bool = True  # a NOT_FOUND to a question in a third language: answer in English, translate
-    # "passage" style: when the answer abstains, ask once more with the next key passage quoted
-    second_passage: bool = True
+    # "passage" style: when the answer abstains, ask again with the next key passage quoted, at most
+    # this many times (0 = never)
+    retry_passages: int = 1
     # Minimum P(yes) that the checked answer gives what the question asks for (0 = not asked).
     # On the seed set's answers (benchmarks/fit_check.py): 0.57-0.80 for unanswerable questions, 0.63-0.93
     # for right answers; 0.7 withdrew 7 of 12 of the first and 1-2 of 30 of the second.
@@ -174,31 +175,35 @@ class Answerer:
         answer = self.check(question, completion.text, sources, language, system, written)
         timings["check_s"] = time.perf_counter() - checked
         answer.key_passages = keys[:1]
-        if answer.abstained and self.config.second_passage and len(keys) > 1:
+        for key in keys[1 : 1 + self.config.retry_passages]:
+            if not answer.abstained:
+                break
             # The closest sentence's passage is not always the one that answers: ask once more with
             # the passage holding the best sentence of another passage quoted (its own LLM slot),
             # streamed like the first reply and checked the same way.
             yield Status("Looking in another passage")
             again = time.perf_counter()
-            user, slot = self._user_message(question, sources, written, quote, keys[1])
+            user, slot = self._user_message(question, sources, written, quote, key)
             completion = Completion()
             first_piece = True
             for token in self._generate(system, user, completion, {}, started, slot):
                 if in_english:
                     continue  # held back: the reader gets the translation
                 if first_piece and streamed:
-                    token = Token("\n\n" + token.text.lstrip())  # a new paragraph after the first reply
+                    token = Token("\n\n" + token.text.lstrip())  # a new paragraph after the reply before
                 elif first_piece:
                     timings["first_token_s"] = time.perf_counter() - started  # the first words shown
                 first_piece = False
                 yield token
+            streamed = streamed or not first_piece
             _add_usage(usage, completion)
             if self.config.verify:
                 yield Status("Checking citations")
-            second = self.check(question, completion.text, sources, language, system, written)
-            timings["second_passage_s"] = time.perf_counter() - again
-            answer = answer if second.abstained else second
-            answer.key_passages = keys[:2]
+            retried = self.check(question, completion.text, sources, language, system, written)
+            timings["retry_passages_s"] = timings.get("retry_passages_s", 0.0) + time.perf_counter() - again
+            tried = [*answer.key_passages, key]
+            answer = answer if retried.abstained else retried
+            answer.key_passages = tried
         if in_english:
             if not answer.abstained:
                 yield Status("Translating")

@@ -143,7 +143,7 @@ class Assistant:
                 excerpts=s.excerpts,
                 excerpt_style=s.excerpt_style,
                 translate_retry=s.translate_retry,
-                second_passage=s.second_passage,
+                retry_passages=s.retry_passages,
                 fit_threshold=s.fit_threshold,
                 max_sentences=s.max_sentences,
             )

@@ -131,11 +131,15 @@ class Settings(BaseSettings):
         description="When the model finds no answer to a question in neither English nor the documents' "
         "language, ask it again for an English answer, check it, and translate its sentences.",
     )
-    second_passage: bool = Field(
-        True,
+    retry_passages: int = Field(
+        1,
+        ge=0,
+        le=10,
         description="Small-set path, passage style: when the answer abstains (NOT_FOUND, or every sentence "
-        "removed or withdrawn by the checks), ask once more with the passage holding the best sentence of "
-        "another passage quoted, and keep that answer if it passes the same checks.",
+        "removed or withdrawn by the checks), ask again with the passage holding the best sentence of "
+        "another passage quoted, at most this many times (0 = never), and keep the first answer that passes "
+        "the same checks. 1 against 0 on the seed set: correct 0.431 -> 0.508, false abstentions 0.415 -> "
+        "0.262, unanswerable abstained 0.833 both.",
     )
     translate_query: bool = Field(
         True,

@@ -109,7 +109,7 @@ def test_german_capitalised_nouns_do_not_trigger_the_strict_threshold() -> None:
 def test_a_supported_answer_that_does_not_fit_the_question_is_withdrawn() -> None:
     # true of source 3, but the question asks about something else: the fit check withdraws it
     llm = ScriptedLLM(["Il pleuvra demain sur Lyon [3]."])
-    _, answer = run(llm, question="Comment se prépare le tiramisù ?", second_passage=False)
+    _, answer = run(llm, question="Comment se prépare le tiramisù ?", retry_passages=0)
     assert answer.abstained and answer.text == prompts.CANNOT_ANSWER["en"]
     assert answer.fit == 0.1 and "does not give what the question asks for" in answer.abstain_reason
     assert answer.sentences[0].supported  # the support check passed it; only the fit check did not
@@ -170,7 +170,7 @@ def test_sentence_citing_the_wrong_source_is_re_cited_to_the_one_that_states_it(
 
 def test_sentence_no_source_supports_is_still_removed_after_the_second_check() -> None:
     llm = ScriptedLLM(["Lyon accueillera les Jeux olympiques [1]."])
-    _, answer = run(llm, support_threshold=0.6, second_passage=False)
+    _, answer = run(llm, support_threshold=0.6, retry_passages=0)
     assert answer.abstained
     assert answer.unsupported == ["Lyon accueillera les Jeux olympiques."]
     assert len(llm.calls) == 3  # the answer, the cited source, the closest other source
@@ -327,7 +327,7 @@ def test_no_english_retry_in_english_or_in_the_documents_language_or_when_switch
         (ES_QUESTION, "es", {"translate_retry": False}),
     ]:
         llm = ScriptedLLM(["NOT_FOUND", "Parler found refuge chez Epik, un autre hébergeur [2].", ES_SENTENCE])
-        _, answer = run(llm, question=question, language=language, second_passage=False, **config)
+        _, answer = run(llm, question=question, language=language, retry_passages=0, **config)
         assert answer.abstained and len(llm.calls) == 1, (language, config)
 
 
@@ -369,7 +369,7 @@ def test_an_abstention_is_asked_once_more_with_the_next_key_passage_quoted() -> 
     assert "".join(t.text for t in tokens) == "Parler a abandonné sa plainte contre Amazon [1]."
     assert events.index(Status("Looking in another passage")) < events.index(tokens[0])
     assert events.index(tokens[-1]) < len(events) - 1 - events[::-1].index(Status("Checking citations"))
-    assert answer.timings["second_passage_s"] > 0
+    assert answer.timings["retry_passages_s"] > 0
 
 
 def test_a_withdrawn_first_answer_is_replaced_by_the_second_passage_s_answer_after_a_break() -> None:
@@ -393,7 +393,7 @@ def test_no_second_try_after_an_answer_when_switched_off_or_without_key_passages
     llm = ScriptedLLM(["Parler found refuge chez Epik, un autre hébergeur [2].", "NOT_FOUND"])
     _, answer = run(llm, question="Epik hébergeur refuge")
     assert not answer.abstained and len(llm.calls) == 3 and answer.key_passages == [2]  # answer, support, fit
-    for config in [{"second_passage": False}, {"excerpt_style": "quotes"}, {"excerpts": 0}]:
+    for config in [{"retry_passages": 0}, {"excerpt_style": "quotes"}, {"excerpts": 0}]:
         llm = ScriptedLLM(["NOT_FOUND", "Parler a abandonné sa plainte contre Amazon [1]."])
         _, answer = run(llm, question="Parler refuge hébergeur plainte ?", **config)
         assert answer.abstained and len(llm.calls) == 1, config
@@ -417,3 +417,17 @@ def test_a_third_language_question_s_second_passage_is_asked_in_english_and_tran
     assert "Answer in English" in prompts_sent[2] and "into Spanish" in prompts_sent[-1]
     assert [e.text for e in events if isinstance(e, Token)] == [f"{translated} [1]"]
     assert not answer.abstained and answer.text == f"{translated} [1]" and answer.key_passages == [2, 1]
+
+
+def test_retry_passages_bounds_the_key_passages_tried() -> None:
+    replies = ["NOT_FOUND", "NOT_FOUND", "Il pleuvra demain sur Lyon [3].", "NOT_FOUND"]
+    # two more passages allowed: the third key passage's reply is the answer, and it stops there
+    llm = ScriptedLLM(list(replies), slots=4)
+    events, answer = run(llm, question="Parler refuge hébergeur plainte Lyon ?", retry_passages=2)
+    assert not answer.abstained and answer.text == "Il pleuvra demain sur Lyon. [3]"
+    assert answer.key_passages == [2, 1, 3] and llm.slots_used[:3] == [2, 1, 3]
+    assert sum(isinstance(e, Status) and e.text == "Looking in another passage" for e in events) == 2
+    # one more allowed (the default): two tries, then the abstention
+    llm = ScriptedLLM(list(replies), slots=4)
+    _, answer = run(llm, question="Parler refuge hébergeur plainte Lyon ?")
+    assert answer.abstained and answer.key_passages == [2, 1] and len(llm.calls) == 2
