@@ -35,6 +35,10 @@ The pipeline for one (standalone) question over a list of source chunks:
 5. Sentences that pass make `Answer.text`; the rest go to `Answer.unsupported`. No
    sentence left, a NOT_FOUND reply or a failed fit check means abstention: the shared
    "cannot answer" phrase in the question's language and no citations.
+6. An abstention with a key passage quoted is asked again with the next key passage (the
+   passage holding the best sentence of another passage, in its own slot), at most
+   `retry_passages` times; that reply streams and goes through steps 2-5, and the first
+   answer that passes is kept (`Answer.key_passages` lists the passages tried).
 
 Deliberately not here: retrieval, follow-up rewriting, language detection (see
 `assistant.py`); this module only turns sources + a question into a checked answer.

@@ -23,9 +23,10 @@ Where the sources travel (extra fields, ignored by clients that do not know them
   they did not give what the question asks for).
 - Streaming: the content deltas are the model's tokens live, as it writes them (before the
   checks; after an abstention on a small set, the reply with the next key passage follows, after
-  a blank line if the first one was shown). The final chunk before `data: [DONE]` has `finish_reason: "stop"` and the extra
-  top-level fields `rag_answer` (the checked answer: what to display once the stream ends,
-  since sentences may have been removed or the answer turned into an abstention), `sources`,
+  a blank line if the first one was shown). The final chunk before `data: [DONE]` has
+  `finish_reason: "stop"` and the extra top-level fields `rag_answer` (the checked answer: what
+  to display once the stream ends, since sentences may have been removed or the answer turned
+  into an abstention), `sources`,
   `abstained`, `unsupported` and `withdrawn`. With `--stream-mode checked` the server instead waits for
   the checks and streams only the checked answer as content (for chat tools that only show
   content); the final chunk is the same.
