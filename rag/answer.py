@@ -228,7 +228,7 @@ class Answerer:
         sentences = self._sentences(sources)
         if self.embedder is None or not sentences:
             return []
-        scores = self._vectors([t for _, t in sentences]) @ self.embedder.embed_query(question)
+        scores = self._similarity(question, sentences)
         return list(dict.fromkeys(sentences[int(i)][0] for i in np.argsort(-scores, kind="stable")))
 
     def _user_message(
@@ -407,12 +407,17 @@ class Answerer:
                 self._cache[text] = vector
         return np.vstack([self._cache[t] for t in texts])
 
+    def _similarity(self, query: str, sentences: Sequence[tuple[int, str]]) -> np.ndarray:
+        """e5 similarity of each (source number, sentence) to `query` (as a query)."""
+        assert self.embedder is not None
+        return self._vectors([t for _, t in sentences]) @ self.embedder.embed_query(query)
+
     def excerpts(self, query: str, sources: Sequence[Chunk], k: int = EXCERPTS) -> list[tuple[int, str]]:
         """The k source sentences most similar to the query (e5), in source order."""
         sentences = self._sentences(sources)
         if self.embedder is None or not sentences:
             return []
-        scores = self._vectors([t for _, t in sentences]) @ self.embedder.embed_query(query)
+        scores = self._similarity(query, sentences)
         best = sorted(np.argsort(-scores)[:k])
         return [sentences[i] for i in best]
 
@@ -463,7 +468,7 @@ class Answerer:
         others = [(n, s) for n, s in self._sentences(sources) if n not in cited]
         if self.embedder is None or not others:
             return []
-        scores = self._vectors([t for _, t in others]) @ self.embedder.embed_query(sentence)
+        scores = self._similarity(sentence, others)
         return [others[int(np.argmax(scores))][0]]
 
     def _supported(
