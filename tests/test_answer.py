@@ -277,6 +277,76 @@ def test_focus_with_a_large_budget_or_none_keeps_whole_passages_in_order() -> No
     assert [c.text for c in whole] == [LONG.text, SOURCES[0].text]
 
 
+def test_focus_leaves_out_the_sentences_given_before() -> None:
+    answerer = Answerer(ScriptedLLM(), HashEmbedder())
+    first = answerer.focus("plainte retirée contre Amazon", [LONG, SOURCES[2]], budget=14)
+    again = answerer.focus("plainte retirée contre Amazon", [LONG, SOURCES[2]], budget=14, exclude=first)
+    assert again and all(first[0].text not in c.text for c in again)  # the sentence given is not given again
+    assert all(LONG.text[c.start - LONG.start : c.end - LONG.start] == c.text for c in again if c.id == LONG.id)
+    # whole passages given before are left out; with nothing left, nothing is given
+    rest = answerer.focus("Amazon", [LONG, SOURCES[0]], budget=10_000, exclude=[LONG])
+    assert [(c.id, c.text) for c in rest] == [(SOURCES[0].id, SOURCES[0].text)]
+    assert answerer.focus("Amazon", [LONG], budget=10_000, exclude=[LONG]) == []
+    assert answerer.focus("Amazon", [LONG], budget=0, exclude=[LONG]) == []
+
+
+# --- the retrieval path: an abstention looks again in the sentences not given yet ---------------
+
+RETRIEVED = [LONG, SOURCES[1], SOURCES[2]]  # best first, whole
+
+
+def look_twice(llm: ScriptedLLM, question: str, budget: int, **config: object) -> tuple[list, Answer, list[Chunk]]:
+    """The retrieval path: the first look gets the first two passages trimmed to `budget` tokens."""
+    answerer = Answerer(llm, HashEmbedder(), AnswerConfig(**config))  # type: ignore[arg-type]
+    first = answerer.focus(question, RETRIEVED[:2], budget)
+    events = list(answerer.stream(question, first, "en", quote=False, more=RETRIEVED))
+    assert isinstance(events[-1], Answer)
+    return events, events[-1], first
+
+
+def given(call: list) -> str:
+    """The sources part of a request's system message (the instructions' worked example left out)."""
+    return str(call[0]["content"]).split("\nSources:\n")[-1]
+
+
+def test_a_retrieval_path_abstention_looks_again_in_the_closest_sentences_not_given() -> None:
+    reply = "Amazon a coupé l'hébergement du site en janvier [1]."
+    llm = ScriptedLLM(["NOT_FOUND", reply])
+    events, answer, first = look_twice(llm, "plainte retirée contre Amazon", budget=14)
+    assert [c.id for c in first] == [LONG.id] and "retiré sa plainte" in first[0].text
+    assert "retiré sa plainte" in given(llm.calls[0]) and "coupé" not in given(llm.calls[0])
+    assert "retiré sa plainte" not in given(llm.calls[1]) and "coupé" in given(llm.calls[1])
+    assert not answer.abstained and answer.text == "Amazon a coupé l'hébergement du site en janvier. [1]"
+    cited = answer.citations[0]
+    assert cited.chunk_id == LONG.id and LONG.text[cited.start - LONG.start : cited.end - LONG.start] == cited.text
+    assert Status("Looking in more passages") in events and answer.timings["retry_passages_s"] > 0
+    assert answer.key_passages == []  # no key passage is quoted on this path
+    assert "".join(e.text for e in events if isinstance(e, Token)) == reply  # the NOT_FOUND was never shown
+
+
+def test_a_second_look_reaches_passages_ranked_below_the_first_look_s() -> None:
+    llm = ScriptedLLM(["NOT_FOUND", "Il pleuvra demain sur Lyon [1]."])
+    _, answer, first = look_twice(llm, "Où pleuvra-t-il demain ?", budget=10_000)
+    assert [c.id for c in first] == [LONG.id, SOURCES[1].id]  # the first two, whole
+    assert "Epik" in given(llm.calls[0]) and "pleuvra" not in given(llm.calls[0])
+    assert given(llm.calls[1]).splitlines()[-1] == f"[1] {SOURCES[2].text}"  # the third, renumbered
+    assert not answer.abstained and answer.citations[0].chunk_id == SOURCES[2].id
+
+
+def test_no_second_look_on_the_retrieval_path_after_an_answer_when_off_or_with_nothing_new() -> None:
+    answered = ScriptedLLM(["Parler a retiré sa plainte contre Amazon mardi [1].", "NOT_FOUND"])
+    _, answer, _ = look_twice(answered, "plainte retirée contre Amazon", budget=14)
+    assert not answer.abstained and len(answered.calls) == 3  # answer, support, fit
+    off = ScriptedLLM(["NOT_FOUND", "Amazon a coupé l'hébergement du site en janvier [1]."])
+    _, answer, _ = look_twice(off, "plainte retirée contre Amazon", budget=14, retry_passages=0)
+    assert answer.abstained and len(off.calls) == 1
+    # every passage retrieved was given whole the first time: nowhere else to look
+    whole = ScriptedLLM(["NOT_FOUND", "Parler a trouvé refuge chez Epik [2]."])
+    answerer = Answerer(whole, HashEmbedder(), AnswerConfig())
+    answer = list(answerer.stream("Epik ?", RETRIEVED, "en", quote=False, more=RETRIEVED))[-1]
+    assert isinstance(answer, Answer) and answer.abstained and len(whole.calls) == 1
+
+
 # --- a NOT_FOUND to a question in a third language: answered in English, then translated ---------
 
 ES_QUESTION = "¿Qué empresa de alojamiento acogió a Parler?"
