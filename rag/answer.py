@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -81,8 +81,8 @@ class AnswerConfig:
     # whole passage holding the closest sentence, quoted before the question
     excerpt_style: str = "passage"
     translate_retry: bool = True  # a NOT_FOUND to a question in a third language: answer in English, translate
-    # When the answer abstains, look again at most this many times (0 = never): with the next key
-    # passage quoted ("passage" style), or, on the retrieval path, in the sentences not given yet
+    # "passage" style: when the answer abstains, ask again with the next key passage quoted, at most
+    # this many times (0 = never)
     retry_passages: int = 1
     # Minimum P(yes) that the checked answer gives what the question asks for (0 = not asked).
     # On the seed set's answers (benchmarks/fit_check.py): 0.57-0.80 for unanswerable questions, 0.63-0.93
@@ -142,13 +142,11 @@ class Answerer:
         language: str,
         started: float | None = None,
         quote: bool = True,
-        more: Sequence[Chunk] = (),
     ) -> Iterator[Token | Status | Answer]:
         """Yield Tokens as the model writes, Status while checking, then one Answer.
 
         `quote=False` skips the key sentences under the question (for sources already
-        trimmed to them by `focus`). `more` (the retrieval path: the retrieved passages, whole,
-        best first, more of them than `sources`) is where to look again if the answer abstains."""
+        trimmed to them by `focus`)."""
         started = started if started is not None else time.perf_counter()
         timings: dict[str, float] = {}
         system = system_message(sources)
@@ -188,34 +186,28 @@ class Answerer:
             # the passage holding the best sentence of another passage quoted (its own LLM slot),
             # streamed like the first reply and checked the same way.
             yield Status("Looking in another passage")
+            again = time.perf_counter()
             user, slot = self._user_message(question, sources, written, quote, key)
-            progress = (started, streamed, timings, usage)
-            look = self._look_again(question, sources, language, written, (system, user, slot), progress)
-            retried, shown = yield from look
-            streamed = streamed or shown
+            completion = Completion()
+            first_piece = True
+            for token in self._generate(system, user, completion, {}, started, slot):
+                if in_english:
+                    continue  # held back: the reader gets the translation
+                if first_piece and streamed:
+                    token = Token("\n\n" + token.text.lstrip())  # a new paragraph after the reply before
+                elif first_piece:
+                    timings["first_token_s"] = time.perf_counter() - started  # the first words shown
+                first_piece = False
+                yield token
+            streamed = streamed or not first_piece
+            _add_usage(usage, completion)
+            if self.config.verify:
+                yield Status("Checking citations")
+            retried = self.check(question, completion.text, sources, language, system, written)
+            timings["retry_passages_s"] = timings.get("retry_passages_s", 0.0) + time.perf_counter() - again
             tried = [*answer.key_passages, key]
             answer = answer if retried.abstained else retried
             answer.key_passages = tried
-        given = list(sources)
-        for _ in range(self.config.retry_passages if more and not keys else 0):
-            if not answer.abstained:
-                break
-            # The retrieval path trims passages to the sentences closest to the question, and the
-            # answer may lie in a sentence trimmed away or in a passage ranked lower: look once more
-            # in the closest sentences not given yet, as many tokens as the first look had.
-            budget = sum(c.tokens for c in sources)
-            further = self.focus(question, more, budget, exclude=given)
-            if not further:
-                break
-            yield Status("Looking in more passages")
-            given += further
-            again = system_message(further)
-            user, slot = self._user_message(question, further, written, quote)
-            progress = (started, streamed, timings, usage)
-            look = self._look_again(question, further, language, written, (again, user, slot), progress)
-            retried, shown = yield from look
-            streamed = streamed or shown
-            answer, system = (answer, system) if retried.abstained else (retried, again)
         if in_english:
             if not answer.abstained:
                 yield Status("Translating")
@@ -226,41 +218,6 @@ class Answerer:
         answer.timings.update(timings)
         answer.usage.update(usage)
         yield answer
-
-    def _look_again(
-        self,
-        question: str,
-        sources: Sequence[Chunk],
-        language: str,
-        written: str,
-        request: tuple[str, str, int],
-        progress: tuple[float, bool, dict[str, float], dict[str, int]],
-    ) -> Generator[Token | Status, None, tuple[Answer, bool]]:
-        """A second look: `request` (system message, user turn, LLM slot) streamed like the first reply
-        and checked the same way. `progress` is the answer's so far: when it started, whether any reply
-        was shown (this one then starts a new paragraph), its timings and usage (added to). A reply
-        `written` in English for a question in another language is held back for translation.
-        Returns the checked answer and whether any of this reply was shown."""
-        system, user, slot = request
-        started, streamed, timings, usage = progress
-        again = time.perf_counter()
-        completion = Completion()
-        shown = False
-        for token in self._generate(system, user, completion, {}, started, slot):
-            if written != language:
-                continue  # held back: the reader gets the translation
-            if not shown and streamed:
-                token = Token("\n\n" + token.text.lstrip())  # a new paragraph after the reply before
-            elif not shown:
-                timings["first_token_s"] = time.perf_counter() - started  # the first words shown
-            shown = True
-            yield token
-        _add_usage(usage, completion)
-        if self.config.verify:
-            yield Status("Checking citations")
-        retried = self.check(question, completion.text, sources, language, system, written)
-        timings["retry_passages_s"] = timings.get("retry_passages_s", 0.0) + time.perf_counter() - again
-        return retried, shown
 
     def _quotes_passage(self, quote: bool) -> bool:
         """Whether the user turn quotes a key passage (the "passage" style, on the small-set path)."""
@@ -464,7 +421,7 @@ class Answerer:
         best = sorted(np.argsort(-scores)[:k])
         return [sentences[i] for i in best]
 
-    def focus(self, query: str, chunks: Sequence[Chunk], budget: int, exclude: Sequence[Chunk] = ()) -> list[Chunk]:
+    def focus(self, query: str, chunks: Sequence[Chunk], budget: int) -> list[Chunk]:
         """Trim retrieved passages to their sentences closest to the query, `budget` tokens in all.
 
         The best sentence of the first passage (the one retrieval ranked first) is always kept:
@@ -474,20 +431,12 @@ class Answerer:
         they fit; each passage keeps the contiguous span from its first to its last chosen
         sentence, so `text == doc[start:end]` still holds and a citation points at the exact
         lines. Passages with no chosen sentence are dropped; the rest keep their retrieval order.
-        Sentences within `exclude` (trimmed passages given before) are not chosen again; with
-        `exclude` and nothing left to choose, the result is empty.
         """
-        given = [(c.id, c.start, c.end) for c in exclude]
-
-        def fresh(chunk: Chunk, a: int, b: int) -> bool:  # chunk.text[a:b] is in no passage given
-            return not any(i == chunk.id and x <= chunk.start + a and chunk.start + b <= y for i, x, y in given)
-
-        chunks = [c for c in chunks if fresh(c, 0, len(c.text))]
         if self.embedder is None or budget <= 0 or not chunks:
             return list(chunks)
-        spans = [(i, a, b) for i, c in enumerate(chunks) for a, b in sentence_spans(c.text) if fresh(c, a, b)]
+        spans = [(i, a, b) for i, c in enumerate(chunks) for a, b in sentence_spans(c.text)]
         if not spans:
-            return [] if exclude else list(chunks)
+            return list(chunks)
         texts = [" ".join(chunks[i].text[a:b].split()) for i, a, b in spans]
         scores = self._vectors(texts) @ self.embedder.embed_query(query)
         chosen: dict[int, list[tuple[int, int]]] = {}

@@ -8,8 +8,7 @@ Which passages the model sees:
   gate below.
 - larger sets: the `top_k` passages of hybrid retrieval (dense + BM25, fused). A question in
   another language than the documents' is searched together with its translation into
-  theirs, asked of the LLM (`translate_query`). As many passages again per `retry_passages`
-  are retrieved for a second look if the answer abstains (see `Answerer.stream`).
+  theirs, asked of the LLM (`translate_query`).
 
 Abstention has four independent gates, since the 1.5B model alone almost never abstains:
 relevance (the best e5 similarity is below `min_relevance`), the model's own NOT_FOUND,
@@ -257,14 +256,10 @@ class Assistant:
             if self._full_context() and self._warmed != self._prefix():
                 yield Status("Reading the documents into the model")
                 self.warm(only_if_cold=True)
-            more: list[Chunk] = []
-            if not self._full_context():
-                # the retrieval path: the first top_k passages, the rest for a second look on abstention
-                sources, more = sources[: self.settings.top_k], sources
             focused = not self._full_context() and self.settings.focus_tokens > 0
             if focused:
                 sources = self._answerer().focus(standalone, sources, self.settings.focus_tokens)
-            events = self._answerer().stream(standalone, sources, language, started, quote=not focused, more=more)
+            events = self._answerer().stream(standalone, sources, language, started, quote=not focused)
         for event in events:
             if isinstance(event, Answer):
                 event.question = question
@@ -356,8 +351,7 @@ class Assistant:
     def _sources(self, question: str, translation: str = "") -> list[Chunk]:
         if self._full_context():
             return list(self.retriever.chunks)
-        k = self.settings.top_k * (1 + self.settings.retry_passages)  # the rest for second looks
-        return [hit.chunk for hit in self.retriever.search(question, k, translation)]
+        return [hit.chunk for hit in self.retriever.search(question, self.settings.top_k, translation)]
 
     def _validate(self, question: str) -> str:
         """The question, cleaned (see `clean_text`); QuestionError if it is not text, empty, wordless or too long."""

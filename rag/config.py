@@ -135,12 +135,11 @@ class Settings(BaseSettings):
         1,
         ge=0,
         le=10,
-        description="When the answer abstains (NOT_FOUND, or every sentence removed or withdrawn by the "
-        "checks), look again, at most this many times (0 = never), and keep the first answer that passes "
-        "the same checks. Small-set path: ask with the passage holding the best sentence of another passage "
-        "quoted (on the seed set, 1 against 0: correct 0.431 -> 0.508, false abstentions 0.415 -> 0.262, "
-        "unanswerable abstained 0.833 both). Retrieval path: give the sentences closest to the question not "
-        "given yet, from `top_k` more passages retrieved for it, as many tokens as the first look had.",
+        description="Small-set path, passage style: when the answer abstains (NOT_FOUND, or every sentence "
+        "removed or withdrawn by the checks), ask again with the passage holding the best sentence of "
+        "another passage quoted, at most this many times (0 = never), and keep the first answer that passes "
+        "the same checks. 1 against 0 on the seed set: correct 0.431 -> 0.508, false abstentions 0.415 -> "
+        "0.262, unanswerable abstained 0.833 both.",
     )
     translate_query: bool = Field(
         True,

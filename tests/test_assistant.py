@@ -110,27 +110,6 @@ def test_large_set_retrieves_top_k(make_assistant, tmp_path: Path) -> None:  # t
     assert "Epik" in system
 
 
-def test_large_set_abstention_looks_again_in_passages_ranked_below_top_k(make_assistant) -> None:  # type: ignore[no-untyped-def]
-    def passages(call: list) -> list[str]:
-        return re.findall(r"^\[\d+\] (.*)$", str(call[0]["content"]).split("Sources:\n", 2)[-1], re.MULTILINE)
-
-    question = "Epik hébergeur refuge extrême droite"
-    llm = ScriptedLLM(["NOT_FOUND", "NOT_FOUND"])
-    assistant = make_assistant(llm, full_context_tokens=0, top_k=2, focus_tokens=40)
-    assistant.ingest()
-    events = list(assistant.stream(question))
-    ranked = [" ".join(h.chunk.text.split()) for h in assistant.retriever.search(question, 4)]
-    first, second = passages(llm.calls[0]), passages(llm.calls[1])
-    assert first and all(any(p in r for r in ranked[:2]) for p in first)  # the first look: within top_k
-    # the second: sentences of the first four passages not given before, renumbered from 1
-    assert second and all(any(p in r for r in ranked) for p in second)
-    assert not {t for p in first for t in p.split(". ")} & {t for p in second for t in p.split(". ")}
-    assert Status("Looking in more passages") in events and len(llm.calls) == 2
-    off = ScriptedLLM(["NOT_FOUND", "NOT_FOUND"])
-    make_assistant(off, full_context_tokens=0, top_k=2, focus_tokens=40, retry_passages=0).ask(question)
-    assert len(off.calls) == 1
-
-
 TRANSLATE_PROMPT = "Translate this sentence into French."
 
 
