@@ -123,7 +123,9 @@ class Assistant:
         self._answerer_obj: Answerer | None = None
         self._warm_lock = threading.Lock()
         self._warmed: str | None = None  # the system message whose prefix the LLM holds
-        self.retriever = Retriever(self.store, self.embedder, s.candidates, s.dense_weight, s.bm25_weight, s.fusion)
+        self.retriever = Retriever(
+            self.store, self.embedder, s.candidates, s.dense_weight, s.bm25_weight, s.fusion, s.cache_dir / "bm25"
+        )
 
     # -- collaborators -------------------------------------------------------------------
 

@@ -29,10 +29,16 @@ hit@5 0.764 -> 0.789, hit@1 0.484 -> 0.527 (`benchmarks/cnil_crosslingual.py`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -236,7 +242,8 @@ def corpus_language(chunks: Sequence[Chunk]) -> str:
 
 
 class Retriever:
-    """Search over one store; rebuilds its in-memory BM25 index when `refresh()` is called."""
+    """Search over one store; rebuilds its BM25 index when `refresh()` is called (or reads it back
+    from `bm25_dir`, where each one built is saved under the hash of the chunks it indexes)."""
 
     def __init__(
         self,
@@ -246,9 +253,11 @@ class Retriever:
         dense_weight: float = 1.0,
         bm25_weight: float = 0.25,
         fusion: str = "score",
+        bm25_dir: Path | None = None,
     ) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r} (one of {', '.join(FUSIONS)})")
+        self.bm25_dir = bm25_dir  # where built BM25 indexes are saved and read back (None: never)
         self.store = store
         self.embedder = embedder
         self.candidates = candidates
@@ -265,8 +274,8 @@ class Retriever:
 
     def refresh(self) -> None:
         chunks = self.store.chunks()
-        bm25 = _build_bm25(chunks, self.candidates) if chunks else None
         language = corpus_language(chunks) if chunks else "en"
+        bm25 = _bm25_retriever(chunks, language, self.candidates, self.bm25_dir) if chunks else None
         with self._lock:
             self.chunks = chunks
             self._by_id = {c.id: c for c in chunks}
@@ -314,23 +323,87 @@ class Retriever:
         return hits
 
 
-def _build_bm25(chunks: Sequence[Chunk], top_k: int) -> BaseRetriever:
+def _bm25_retriever(chunks: Sequence[Chunk], language: str, top_k: int, folder: Path | None) -> BaseRetriever:
+    """llama-index's BM25 retriever over `chunks`: read back from `folder` if an index of exactly
+    these chunks (ids and texts) and options was saved there, else built, then saved there."""
+    import bm25s
     import Stemmer
     from llama_index.retrievers.bm25 import BM25Retriever
 
     # bm25s sets its own logger to DEBUG on import, so "Building index from IDs objects" reached
     # every root handler (the CLI printed it above each answer). Its warnings still pass.
     logging.getLogger("bm25s").setLevel(logging.WARNING)
-    language = corpus_language(chunks)
+    stopwords = language if language in BM25_STOPWORDS else "en"
+    pattern = TOKEN_PATTERN if any(_HAS_CJK.search(c.text) for c in chunks) else DEFAULT_TOKEN_PATTERN
+    stemmer = STEMMERS.get(language, "english")
+    options: dict[str, Any] = {
+        "stemmer": Stemmer.Stemmer(stemmer),
+        "token_pattern": pattern,
+        "similarity_top_k": min(top_k, len(chunks)),
+    }
+    saved = folder / _bm25_key(chunks, (bm25s.__version__, stopwords, stemmer, pattern)) if folder else None
+    if saved is not None and (saved / BM25_DONE).exists():
+        try:
+            bm25 = bm25s.BM25.load(str(saved), load_corpus=False, show_progress=False)
+            bm25.corpus = bm25s.utils.corpus.JsonlCorpus(saved / "corpus.jsonl", show_progress=False)
+            retriever = BM25Retriever(existing_bm25=bm25, **options)
+            os.utime(saved)  # recently used: kept when older ones are removed
+            log.debug("BM25 over %d chunks read back from %s", len(chunks), saved)
+            return retriever
+        except Exception as exc:  # a damaged cache is rebuilt, never fatal
+            log.warning("The saved BM25 index %s could not be read (%s); building it again.", saved, exc)
     nodes: list[BaseNode] = [TextNode(id_=c.id, text=c.text, metadata={"doc_path": c.doc_path}) for c in chunks]
     log.debug("BM25 over %d chunks, language %s", len(nodes), language)
-    return BM25Retriever(
-        nodes=nodes,
-        stemmer=Stemmer.Stemmer(STEMMERS.get(language, "english")),
-        language=language if language in BM25_STOPWORDS else "en",
-        token_pattern=TOKEN_PATTERN if any(_HAS_CJK.search(c.text) for c in chunks) else DEFAULT_TOKEN_PATTERN,
-        similarity_top_k=min(top_k, len(nodes)),
-    )
+    retriever = BM25Retriever(nodes=nodes, language=stopwords, **options)
+    if saved is not None:
+        _save_bm25(retriever, saved)
+    return retriever
+
+
+BM25_DONE = "complete"  # written last into a saved BM25 index's folder
+BM25_KEPT = 4  # saved BM25 indexes kept (the most recently used); each is ~1.4 KB a chunk
+
+
+def _bm25_key(chunks: Sequence[Chunk], options: Sequence[str]) -> str:
+    """A name for the BM25 index of exactly these chunks, in this order, with these options."""
+    digest = hashlib.sha256("\0".join(options).encode("utf-8"))
+    for chunk in chunks:
+        digest.update(f"\n{chunk.id}\0{chunk.text}".encode("utf-8", errors="surrogatepass"))
+    return digest.hexdigest()[:32]
+
+
+def _save_bm25(retriever: Any, saved: Path) -> None:
+    """Write the index into a fresh folder, then rename it to `saved`, so that a folder named for
+    an index is complete or absent (a crash leaves only a temporary folder, removed next time).
+    The oldest saved indexes beyond `BM25_KEPT` are removed. A failure only costs the next
+    start-up a rebuild: it is logged, never raised."""
+    import bm25s
+
+    folder = saved.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".tmp-*"):
+            if time.time() - stale.stat().st_mtime > 3600:  # an interrupted save, not one in progress
+                shutil.rmtree(stale, ignore_errors=True)
+        temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+        retriever.bm25.save(
+            str(temporary), corpus=retriever.corpus, show_progress=False, raise_on_serialization_error=True
+        )
+        bm25s.utils.corpus.JsonlCorpus(temporary / "corpus.jsonl", show_progress=False).close()  # its line index
+        (temporary / BM25_DONE).write_text("")
+        try:
+            temporary.rename(saved)
+        except OSError:  # another process saved the same index first
+            shutil.rmtree(temporary, ignore_errors=True)
+        # the saved corpus (node texts, for llama-index's own retrieve) is read from disk when needed
+        retriever.bm25.corpus = retriever.corpus = bm25s.utils.corpus.JsonlCorpus(
+            saved / "corpus.jsonl", show_progress=False
+        )
+        indexes = sorted((p for p in folder.iterdir() if (p / BM25_DONE).exists()), key=lambda p: p.stat().st_mtime)
+        for old in indexes[:-BM25_KEPT]:
+            shutil.rmtree(old, ignore_errors=True)
+    except Exception as exc:  # a cache: never fatal
+        log.warning("The BM25 index could not be saved in %s (%s); the next start-up will build it again.", folder, exc)
 
 
 __all__ = ["BM25Scores", "DenseRetriever", "RankFusionRetriever", "Retriever", "ScoreFusionRetriever", "chunk_metadata"]

@@ -28,7 +28,8 @@ def make_assistant(tmp_path: Path):  # type: ignore[no-untyped-def]
     from rag.llm import ScriptedLLM
 
     def build(llm: ScriptedLLM | None = None, **settings: object) -> Assistant:
-        config = Settings(index_dir=tmp_path / "index", data_dir=tmp_path / "data", docs_dir=SEED_DIR, **settings)  # type: ignore[arg-type]
+        folders = {"index_dir": tmp_path / "index", "data_dir": tmp_path / "data", "cache_dir": tmp_path / "cache"}
+        config = Settings(docs_dir=SEED_DIR, **(folders | settings))  # type: ignore[arg-type]
         return Assistant(config, llm=llm or ScriptedLLM(), embedder=HashEmbedder())
 
     return build

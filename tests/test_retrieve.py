@@ -337,6 +337,90 @@ def test_search_k_larger_than_corpus(filled, hash_embedder):
     assert len(hits) == len({h.chunk.id for h in hits}) == 8
 
 
+# -- the saved BM25 index ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def bm25_builds(monkeypatch):  # type: ignore[no-untyped-def]
+    """Counts the BM25 indexes built (not read back) from now on."""
+    import bm25s
+
+    built: list[int] = []
+    index = bm25s.BM25.index
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(1)
+        return index(self, *args, **kwargs)
+
+    monkeypatch.setattr(bm25s.BM25, "index", counting)
+    return built
+
+
+def saved_indexes(folder):  # type: ignore[no-untyped-def]
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("fusion", ["score", "rrf"])
+def test_a_restart_reads_the_saved_bm25_index_back_and_searches_the_same(
+    filled, hash_embedder, tmp_path, bm25_builds, fusion
+):
+    folder = tmp_path / "bm25"
+    first = Retriever(filled, hash_embedder, fusion=fusion, bm25_dir=folder)
+    assert len(bm25_builds) == 1 and len(saved_indexes(folder)) == 1
+    again = Retriever(filled, hash_embedder, fusion=fusion, bm25_dir=folder)
+    assert len(bm25_builds) == 1  # read back, not built
+    fresh = Retriever(filled, hash_embedder, fusion=fusion)  # built in memory, never saved
+    assert len(bm25_builds) == 2
+    for query in (QUERY, "sourdough starter with wild yeast", "signals and timetables"):
+        expected = [(h.chunk.id, round(h.score, 9), h.ranks) for h in fresh.search(query, 5)]
+        assert [(h.chunk.id, round(h.score, 9), h.ranks) for h in first.search(query, 5)] == expected
+        assert [(h.chunk.id, round(h.score, 9), h.ranks) for h in again.search(query, 5)] == expected
+    assert again.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
+
+
+def test_a_changed_chunk_text_builds_a_new_bm25_index(filled, hash_embedder, tmp_path, bm25_builds):
+    folder = tmp_path / "bm25"
+    retriever = Retriever(filled, hash_embedder, bm25_weight=1.0, dense_weight=0.0, bm25_dir=folder)
+    assert retriever.search("geyser", 1) == []
+    # the same id and position, another text: an edited document
+    fill(filled, hash_embedder, {"bread.txt": ["A geyser spouts boiling water into the air."]})
+    retriever.refresh()
+    assert len(bm25_builds) == 2 and len(saved_indexes(folder)) == 2
+    assert retriever.search("geyser", 1)[0].chunk.id == "bread.txt-0"
+
+
+def test_a_damaged_saved_bm25_index_is_rebuilt_with_a_warning(filled, hash_embedder, tmp_path, bm25_builds, caplog):
+    folder = tmp_path / "bm25"
+    Retriever(filled, hash_embedder, bm25_dir=folder)
+    (saved,) = saved_indexes(folder)
+    (folder / saved / "vocab.index.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="rag.retrieve"):
+        retriever = Retriever(filled, hash_embedder, bm25_dir=folder)
+    assert "could not be read" in caplog.text and saved in caplog.text
+    assert len(bm25_builds) == 2
+    assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
+
+
+def test_an_unwritable_bm25_folder_only_costs_a_rebuild(filled, hash_embedder, tmp_path, caplog):
+    blocked = tmp_path / "bm25"
+    blocked.write_text("a file where the folder should be")
+    with caplog.at_level(logging.WARNING, logger="rag.retrieve"):
+        retriever = Retriever(filled, hash_embedder, bm25_dir=blocked)
+    assert "could not be saved" in caplog.text
+    assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
+
+
+def test_only_the_most_recently_used_bm25_indexes_are_kept(chunk_store, hash_embedder, tmp_path):
+    from rag.retrieve import BM25_KEPT
+
+    folder = tmp_path / "bm25"
+    for version in range(BM25_KEPT + 2):
+        fill(chunk_store, hash_embedder, {"a.txt": [f"version {version} of the volcano page"]})
+        Retriever(chunk_store, hash_embedder, bm25_dir=folder)
+    assert len(saved_indexes(folder)) == BM25_KEPT
+    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+
+
 # -- language --------------------------------------------------------------------------------
 
 
