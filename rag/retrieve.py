@@ -1,9 +1,10 @@
 """Dense (e5 in Chroma) + BM25 (bm25s) retrieval, fused by their scores (or their ranks).
 
 All are llama-index `BaseRetriever`s: `DenseRetriever` queries the Chroma store with our
-embedder, `BM25Retriever` (llama-index-retrievers-bm25, on bm25s) is built in memory from the
-stored chunks with a stemmer and stop words for the corpus language (French stemming lifts
-BM25 a lot on French pages; see the CNIL figures in the README), and two fusions merge them:
+embedder, `BM25Retriever` (llama-index-retrievers-bm25, on bm25s) is built from the stored
+chunks with a stemmer and stop words for the corpus language (French stemming lifts BM25 a lot
+on French pages; see the CNIL figures in the README), saved under a hash of those chunks and
+read back by the next start-up over the same ones, and two fusions merge them:
 
 - `ScoreFusionRetriever` (the default, `fusion="score"`): the union of both retrievers'
   candidates, each scored by *both* (a candidate one retriever did not return is scored
