@@ -353,6 +353,7 @@ def _bm25_retriever(chunks: Sequence[Chunk], language: str, top_k: int, folder: 
             return retriever
         except Exception as exc:  # a damaged cache is rebuilt, never fatal
             log.warning("The saved BM25 index %s could not be read (%s); building it again.", saved, exc)
+            shutil.rmtree(saved, ignore_errors=True)
     nodes: list[BaseNode] = [TextNode(id_=c.id, text=c.text, metadata={"doc_path": c.doc_path}) for c in chunks]
     log.debug("BM25 over %d chunks, language %s", len(nodes), language)
     retriever = BM25Retriever(nodes=nodes, language=stopwords, **options)
@@ -394,8 +395,9 @@ def _save_bm25(retriever: Any, saved: Path) -> None:
         (temporary / BM25_DONE).write_text("")
         try:
             temporary.rename(saved)
-        except OSError:  # another process saved the same index first
+        except OSError:  # another process saved the same index first: this one's corpus stays in memory
             shutil.rmtree(temporary, ignore_errors=True)
+            return
         # the saved corpus (node texts, for llama-index's own retrieve) is read from disk when needed
         retriever.bm25.corpus = retriever.corpus = bm25s.utils.corpus.JsonlCorpus(
             saved / "corpus.jsonl", show_progress=False

@@ -399,6 +399,9 @@ def test_a_damaged_saved_bm25_index_is_rebuilt_with_a_warning(filled, hash_embed
     assert "could not be read" in caplog.text and saved in caplog.text
     assert len(bm25_builds) == 2
     assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
+    assert saved_indexes(folder) == [saved]  # saved again, whole
+    Retriever(filled, hash_embedder, fusion="rrf", bm25_dir=folder).search(QUERY, 3)
+    assert len(bm25_builds) == 2
 
 
 def test_an_unwritable_bm25_folder_only_costs_a_rebuild(filled, hash_embedder, tmp_path, caplog):
