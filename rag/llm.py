@@ -719,10 +719,10 @@ class ScriptedLLM(LLM):
         self.calls.append(messages)
         system, user = messages[0]["content"], messages[-1]["content"]
         stems = lambda text, n=5: {fold(w)[:n] for w in re.findall(r"\w{4,}", text)}  # noqa: E731
-        fit = re.search(r"Proposed answer: (.*)\nQuestion: (.*)\nDoes the proposed answer give", user)
+        fit = re.search(r"^Question: (.*)\n(?:.*\n)?Proposed answer: (.*)\nDoes the proposed answer give", user)
         if fit:
-            asked = stems(fit.group(2), 4)
-            return 0.9 if not asked or asked & stems(fit.group(1), 4) else 0.1
+            asked = stems(fit.group(1), 4)
+            return 0.9 if not asked or asked & stems(fit.group(2), 4) else 0.1
         claim = re.search(r"Proposed answer: (.*)", user)
         number = re.search(r"source \[(\d+)\]", user)
         if not claim or not number:

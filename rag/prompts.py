@@ -111,12 +111,10 @@ Does source [{number}] state this answer? Reply Yes or No."""
 # The fit check: does the checked answer give what the question asks for? Asked once per answer,
 # with the same system message and the evidence of its first citation quoted. The support check
 # alone passes a true sentence of the sources that answers another question (an off-topic
-# question answered with a summary of the article). It starts as SUPPORT does, so that after the
-# support check of a one-sentence answer the server reuses that prompt's KV cache up to the
-# question and reads only the last two lines.
-FIT = """Source [{number}] says: "{evidence}"
+# question answered with a summary of the article).
+FIT = """Question: {question}
+Source [{number}] says: "{evidence}"
 Proposed answer: {answer}
-Question: {question}
 Does the proposed answer give what the question asks for? Reply Yes or No."""
 
 # An answer written in English for a question in a third language, one sentence at a time,

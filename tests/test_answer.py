@@ -115,16 +115,10 @@ def test_a_supported_answer_that_does_not_fit_the_question_is_withdrawn() -> Non
     assert answer.sentences[0].supported  # the support check passed it; only the fit check did not
     assert answer.withdrawn == ["Il pleuvra demain sur Lyon."] and answer.unsupported == []
     assert answer.to_dict()["withdrawn"] == answer.withdrawn
-    support, fit = llm.calls[-2], llm.calls[-1]
+    fit = llm.calls[-1]
     assert fit[0]["content"] == llm.calls[0][0]["content"]  # asked under the same cached system message
-    assert fit[-1]["content"].startswith('Source [3] says: "Il pleuvra')
-    assert fit[-1]["content"].endswith(
-        "\nProposed answer: Il pleuvra demain sur Lyon.\nQuestion: Comment se prépare le tiramisù ?\n"
-        "Does the proposed answer give what the question asks for? Reply Yes or No."
-    )
-    # it starts as the support check did, so the server reads only its last two lines
-    shared = support[-1]["content"].split("\nDoes source")[0] + "\n"
-    assert support[0] == fit[0] and fit[-1]["content"].startswith(shared)
+    assert fit[-1]["content"].startswith('Question: Comment se prépare le tiramisù ?\nSource [3] says: "Il pleuvra')
+    assert "\nProposed answer: Il pleuvra demain sur Lyon.\n" in fit[-1]["content"]
 
 
 def test_an_answer_that_fits_the_question_is_kept_and_the_fit_check_can_be_turned_off() -> None:
@@ -153,7 +147,7 @@ def test_sentences_past_the_first_two_supported_ones_are_neither_checked_nor_sho
     assert answer.text == "Parler abandonné plainte Amazon. [1] Parler refuge Epik hébergeur. [2]"
     assert [s.text for s in answer.sentences] == ["Parler abandonné plainte Amazon.", "Parler refuge Epik hébergeur."]
     assert "evil.example" not in str(answer.to_dict()["unsupported"]) and "evil.example" in answer.raw_text
-    support_checks = [call for call in llm.calls if call[-1]["content"].endswith("state this answer? Reply Yes or No.")]
+    support_checks = [call for call in llm.calls if call[-1]["content"].startswith("Source [")]
     assert len(support_checks) == 2  # the third sentence cost no check
     # an unsupported sentence does not count: the next one may take its place
     _, later = run(ScriptedLLM([f"Il neigera sur Paris [1]. {reply}"]), support_threshold=0.6)
@@ -171,8 +165,7 @@ def test_sentence_citing_the_wrong_source_is_re_cited_to_the_one_that_states_it(
     assert [c.number for c in answer.citations] == [3]
     checks = [call[-1]["content"] for call in llm.calls[1:]]
     assert [c.split("]")[0] for c in checks[:2]] == ["Source [1", "Source [3"]
-    assert checks[2].startswith('Source [3] says: "Il pleuvra demain sur Lyon."\n')  # the fit check
-    assert "\nQuestion: Why?\nDoes the proposed answer give" in checks[2]
+    assert checks[2].startswith('Question: Why?\nSource [3] says: "Il pleuvra demain sur Lyon."\n')  # the fit check
 
 
 def test_sentence_no_source_supports_is_still_removed_after_the_second_check() -> None:
@@ -299,7 +292,7 @@ def test_third_language_not_found_is_answered_in_english_checked_then_translated
     assert first.split("Question: ")[0] == second.split("Question: ")[0]  # the same key passage, the same slot
     assert llm.slots_used == [0, 0, 0]  # both answers and the translation: a server with one slot
     assert check.startswith("Source [2] says:")  # the English sentence is checked
-    assert fit.startswith("Source [2] says:") and f"\nQuestion: {ES_QUESTION}\nDoes the proposed" in fit  # and fits it
+    assert fit.startswith(f"Question: {ES_QUESTION}\nSource [2] says:")  # and fits the question
     assert "\nProposed answer: Parler found refuge" in fit
     assert "into Spanish" in translate and "Parler found refuge chez Epik, un autre hébergeur." in translate
     # the same cached system message (instructions + sources) under every call
