@@ -7,7 +7,9 @@ The pipeline for one (standalone) question over a list of source chunks:
    passage (the source holding the sentence closest to the question, e5) quoted again:
    one of N fixed blocks, sent to the LLM slot that keeps that block's KV cache (see
    `Assistant.warm`), so only the question's own tokens are new. The model's
-   reply streams out as it is written (`Token`s), except a leading NOT_FOUND. A NOT_FOUND
+   reply streams out as it is written (`Token`s), except a leading NOT_FOUND. The model is
+   stopped as soon as more would be thrown away (`Answerer._enough`): at a NOT_FOUND, at the
+   first word past `max_sentences` + 1 sentences, or when it loops. A NOT_FOUND
    to a question in neither English nor the sources' language is asked again for an
    English answer (not streamed), which goes through the checks below and is then
    translated sentence by sentence, citations kept.
@@ -47,6 +49,7 @@ Deliberately not here: retrieval, follow-up rewriting, language detection (see
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -55,7 +58,7 @@ import numpy as np
 
 from rag import prompts
 from rag.chunking import sentence_spans
-from rag.citations import novel_names, novel_numbers, parse_answer, strip_markers
+from rag.citations import novel_names, novel_numbers, parse_answer, reply_cut, strip_markers
 from rag.embeddings import Embedder
 from rag.language import detect
 from rag.llm import LLM, Completion, Message
@@ -67,6 +70,10 @@ log = logging.getLogger(__name__)
 FIT_THRESHOLD = 0.7  # see AnswerConfig.fit_threshold
 STRICT_SUPPORT = 0.8  # threshold when the sentence names something or states a figure absent from its source
 EXCERPTS = 3  # source sentences quoted under the question to focus the small model
+# A reply ending with one piece of text (8-80 characters) written four times over, looked for
+# in its last LOOP_WINDOW characters as it streams in.
+_LOOP = re.compile(r"(.{8,80}?)\1{3,}$", re.S)
+LOOP_WINDOW = 400
 MIN_EXCERPT_CHARS = 25
 MAX_CACHED_VECTORS = 50_000  # sentence vectors kept between questions (~80 MB at 384 dims)
 
@@ -260,16 +267,47 @@ class Answerer:
         """Stream the model's reply as Tokens, holding back a leading NOT_FOUND."""
         messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         held: str | None = ""  # text held back while it could still be the NOT_FOUND token
-        for piece in self.llm.stream(messages, self.config.max_tokens, completion, slot):
-            if "first_token_s" not in timings:
-                timings["first_token_s"] = time.perf_counter() - started
-            if held is not None:
-                held += piece
-                if prompts.NOT_FOUND_TOKEN.startswith(held.strip()) or held.strip().startswith(prompts.NOT_FOUND_TOKEN):
-                    continue
-                piece, held = held, None
-            yield Token(piece)
+        pieces = self.llm.stream(messages, self.config.max_tokens, completion, slot)
+        try:
+            for piece in pieces:
+                if "first_token_s" not in timings:
+                    timings["first_token_s"] = time.perf_counter() - started
+                cut = self._enough(completion.text)
+                if cut is not None:
+                    completion.text = cut
+                    break
+                if held is not None:
+                    held += piece
+                    if prompts.NOT_FOUND_TOKEN.startswith(held.strip()) or held.strip().startswith(
+                        prompts.NOT_FOUND_TOKEN
+                    ):
+                        continue
+                    piece, held = held, None
+                yield Token(piece)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # a reply cut short: the server stops writing it
         timings["generation_s"] = time.perf_counter() - started
+
+    def _enough(self, reply: str) -> str | None:
+        """The reply to keep if the model need not write any more of it, else None:
+        - it holds the NOT_FOUND token: the check abstains on it wherever it stands;
+        - a sentence has begun after the first `max_sentences` + 1: the check keeps at most
+          `max_sentences` supported sentences, checked in order, so one spare is enough but
+          for two failures (the reply is cut to the end of the spare);
+        - its end repeats one piece of text a fourth time (the small model's loop; the reply is
+          cut after the piece's first time)."""
+        if prompts.says_not_found(reply):
+            return reply
+        if self.config.max_sentences:
+            cut = reply_cut(reply, self.config.max_sentences + 1)
+            if cut is not None:
+                return cut
+        loop = _LOOP.search(reply[-LOOP_WINDOW:])
+        if loop and sum(c.isalpha() for c in loop.group(1)) >= 4:
+            return reply[: len(reply) - len(loop.group()) + len(loop.group(1))]
+        return None
 
     def _retry_in_english(self, reply: str, language: str, sources: Sequence[Chunk]) -> bool:
         """A NOT_FOUND to a question in neither English nor the sources' language."""

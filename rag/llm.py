@@ -151,6 +151,16 @@ class _Attempt:
     recovered: bool = False
 
 
+def _count_from_timings(result: Completion, timings: dict[str, Any]) -> None:
+    """Token counts from llama.cpp's per-piece `timings` (sent with `timings_per_token`): the
+    prompt's cached and newly read tokens, and the tokens written so far."""
+    try:
+        cached, read, written = (int(timings.get(k) or 0) for k in ("cache_n", "prompt_n", "predicted_n"))
+    except (TypeError, ValueError):
+        return
+    result.prompt_tokens, result.cached_tokens, result.completion_tokens = cached + read, cached, written
+
+
 class OpenAILLM(LLM):
     """Any OpenAI-compatible chat server through the official `openai` client.
 
@@ -214,7 +224,9 @@ class OpenAILLM(LLM):
     def _extra(self, slot: int = 0) -> dict[str, Any]:
         """llama.cpp's request fields: keep the prompt's KV cache, in `slot` where there are slots
         (only the embedded server: another server may refuse a field it does not know)."""
-        return {"cache_prompt": True, "id_slot": slot} if self.slots > 1 else {"cache_prompt": True}
+        if self.slots > 1:  # and with each streamed piece, the token counts so far (see `stream`)
+            return {"cache_prompt": True, "id_slot": slot, "timings_per_token": True}
+        return {"cache_prompt": True}
 
     def stream(self, messages: list[Message], max_tokens: int, result: Completion, slot: int = 0) -> Iterator[str]:
         import openai
@@ -242,6 +254,8 @@ class OpenAILLM(LLM):
                         result.completion_tokens = chunk.usage.completion_tokens
                         details = getattr(chunk.usage, "prompt_tokens_details", None)
                         result.cached_tokens = int(getattr(details, "cached_tokens", 0) or 0)
+                    elif timings := (getattr(chunk, "model_extra", None) or {}).get("timings"):
+                        _count_from_timings(result, timings)  # usage comes last: a reply cut short has none
                     if chunk.choices and chunk.choices[0].delta.content:
                         piece = chunk.choices[0].delta.content
                         result.text += piece

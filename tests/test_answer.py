@@ -156,6 +156,42 @@ def test_sentences_past_the_first_two_supported_ones_are_neither_checked_nor_sho
     assert len(unlimited.sentences) == 3
 
 
+def test_the_model_is_stopped_at_the_first_word_past_the_spare_sentence() -> None:
+    # two sentences kept, one spare checked if one of them fails: the fourth is never read whole
+    kept = "Parler abandonné plainte Amazon [1]. Parler refuge Epik hébergeur [2]. Il pleuvra demain [3]."
+    llm = ScriptedLLM([f"{kept} Parler fut ensuite racheté par un concurrent [1]. Et encore [2]."])
+    events, answer = run(llm, support_threshold=0.6)
+    assert answer.raw_text == kept
+    assert answer.usage["completion_tokens"] == len(kept.split(" ")) + 1  # the word "Parler" after it
+    assert "racheté" not in "".join(e.text for e in events if isinstance(e, Token))
+    assert answer.text == "Parler abandonné plainte Amazon. [1] Parler refuge Epik hébergeur. [2]"
+    # with no cap on the sentences, the whole reply is read
+    _, whole = run(ScriptedLLM([f"{kept} Parler fut racheté [1]."]), support_threshold=0.1, max_sentences=0)
+    assert whole.raw_text.endswith("racheté [1].") and len(whole.sentences) == 4
+
+
+def test_the_model_is_stopped_at_a_not_found_wherever_it_stands() -> None:
+    llm = ScriptedLLM(["NOT_FOUND because the sources talk about other things entirely, as you can see."])
+    events, answer = run(llm, retry_passages=0)
+    assert answer.abstained and answer.usage["completion_tokens"] == 1
+    assert not [e for e in events if isinstance(e, Token)]
+    later = ScriptedLLM(["Parler abandonné plainte Amazon [1]. NOT_FOUND and then much more text follows here."])
+    _, answer = run(later, retry_passages=0)
+    assert answer.abstained and answer.raw_text.endswith("NOT_FOUND")
+
+
+def test_a_looping_reply_is_stopped_and_cut_after_the_first_round() -> None:
+    loop = "die Amazon gelerigte, " * 12
+    llm = ScriptedLLM([f"Parler abandonné plainte Amazon [1], da {loop}".strip()])
+    _, answer = run(llm)
+    assert answer.raw_text == "Parler abandonné plainte Amazon [1], da die Amazon gelerigte,"
+    assert answer.usage["completion_tokens"] == 6 + 3 * 4  # read up to the fourth round, not the twelfth
+    # a short piece repeated (a table rule, a list of numbers) is not a loop
+    table = "| a | b |\n" + "|---" * 8 + "|"
+    _, answer = run(ScriptedLLM([f"Parler abandonné plainte Amazon [1]. {table}"]), max_sentences=0)
+    assert answer.raw_text.endswith("|---|")
+
+
 def test_sentence_citing_the_wrong_source_is_re_cited_to_the_one_that_states_it() -> None:
     # the claim is true of source 3, but cites source 1: source 3 is checked next and cited instead
     llm = ScriptedLLM(["Il pleuvra demain sur Lyon [1]."])

@@ -7,7 +7,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.citations import fold, novel_names, novel_numbers, parse_answer, strip_markers
+from rag.citations import fold, novel_names, novel_numbers, parse_answer, reply_cut, strip_markers
 
 # -- parse_answer ----------------------------------------------------------------------------
 
@@ -282,6 +282,16 @@ def test_german_nouns_are_not_names_but_acronyms_and_mixed_case_still_are():
     assert novel_names("Antwort: PWNED", [], "de") == {"PWNED"}
 
 
+def test_reply_cut_ends_at_the_sentences_kept_once_another_begins():
+    assert reply_cut("A b [1]. C d [2]. E f [1]. The", 3) == "A b [1]. C d [2]. E f [1]."
+    assert reply_cut("A b. [1] C d. [2] E f. [1] Gh", 3) == "A b. [1] C d. [2] E f. [1]"  # markers after the stop
+    assert reply_cut("第一句。第二句。第三句。第四", 3) == "第一句。第二句。第三句。"
+    assert reply_cut("Il est à 3 km. Deux [1]. Trois [2]. Quatre", 3) == "Il est à 3 km. Deux [1]. Trois [2]."
+    assert reply_cut("A b [1]. C d [2]. E f.", 3) is None  # no fourth sentence yet
+    assert reply_cut("A b [1]. C d [2]. E f [1]. [", 3) is None  # a marker streaming in, not a sentence
+    assert reply_cut("Un. Deux. Trois. puis", 3) is None  # lower case goes on the sentence before
+
+
 # -- properties ------------------------------------------------------------------------------
 
 MARKERISH = st.text(alphabet=st.sampled_from(list("ab .!?[],;0123456789\n")), max_size=80)
@@ -323,3 +333,12 @@ def test_generated_sentence_keeps_its_valid_markers(words, numbers):
 def test_novel_checks_never_raise_and_text_grounds_itself(text):
     assert novel_numbers(text, [text]) == set()
     assert novel_names(text, [text]) == set()
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("ab AB.!?[]1 ")), max_size=80), n=st.integers(1, 3))
+def test_reply_cut_keeps_the_first_sentences_as_they_were(text, n):
+    cut = reply_cut(text, n)
+    if cut is not None:
+        assert parse_answer(cut, 3)[:n] == parse_answer(text, 3)[:n]
+        assert len(parse_answer(cut, 3)) < len(parse_answer(text, 3))

@@ -144,7 +144,10 @@ class FakeChatServer:
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
                     for i, word in enumerate(words[:stall]):
-                        self._event(chunk({"content": word if i == 0 else " " + word}))
+                        piece = chunk({"content": word if i == 0 else " " + word})
+                        if body.get("timings_per_token"):  # as llama.cpp sends them
+                            piece["timings"] = {"cache_n": 4, "prompt_n": 8, "predicted_n": i + 1, "prompt_ms": 1.0}
+                        self._event(piece)
                     if stall is not None:
                         outer.release.wait(LIMIT)
                         return
@@ -330,6 +333,23 @@ def test_a_request_names_its_slot_only_where_the_server_has_slots(serve: Callabl
     bodies = [body for _, body, _ in server.seen]
     assert "id_slot" not in bodies[0] and bodies[0]["cache_prompt"] is True
     assert bodies[1]["id_slot"] == 2 and bodies[2]["id_slot"] == 0  # the checks share slot 0
+    assert "timings_per_token" not in bodies[0] and bodies[1]["timings_per_token"] is True
+
+
+def test_a_reply_the_caller_stops_reading_still_counts_its_tokens(serve: Callable[..., FakeChatServer]) -> None:
+    """The usage chunk comes last, so a reply cut short has none: the embedded server's
+    per-piece timings count it instead; a whole reply's usage is the server's own."""
+    server = serve()
+    embedded = client(server.base_url)
+    embedded.slots = 4
+    cut = Completion()
+    pieces = embedded.stream(MESSAGES, 20, cut)
+    assert [next(pieces), next(pieces)] == ["Parler", " a"]
+    pieces.close()
+    assert (cut.prompt_tokens, cut.cached_tokens, cut.completion_tokens) == (12, 4, 2)
+    assert cut.text == "Parler a"
+    whole = embedded.complete(MESSAGES, 20)
+    assert (whole.prompt_tokens, whole.completion_tokens) == (12, len(REPLY.split(" ")))
 
 
 @pytest.mark.parametrize("code", [500, 503])
