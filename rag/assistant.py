@@ -124,7 +124,14 @@ class Assistant:
         self._warm_lock = threading.Lock()
         self._warmed: str | None = None  # the system message whose prefix the LLM holds
         self.retriever = Retriever(
-            self.store, self.embedder, s.candidates, s.dense_weight, s.bm25_weight, s.fusion, s.cache_dir / "bm25"
+            self.store,
+            self.embedder,
+            s.candidates,
+            s.dense_weight,
+            s.bm25_weight,
+            s.fusion,
+            bm25_dir=s.cache_dir / "bm25",
+            chunks_dir=s.cache_dir / "chunks",
         )
 
     # -- collaborators -------------------------------------------------------------------

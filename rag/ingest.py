@@ -140,6 +140,7 @@ def sync_folder(
         for rel in sorted(set(indexed) - seen):
             store.delete_document(source, rel)
             report.removed.append(rel)
+        store.settle()  # the store is whole again: name its contents (see `ChunkStore.version`)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -20,6 +20,13 @@ collections save their vector index every 100 records, which bounds that log (se
 The collection records which embedding model filled it, and the window size (`index_name`);
 opening it with another model or window size raises a StoreError instead of mixing vectors
 of different spaces.
+
+An embedded store names its contents (`version`): a file beside the index holds a fresh name
+after each sync that leaves it whole (`settle`), and is emptied before the first write that
+changes it, so a crash midway leaves no name. A reader can then keep a copy of what it read
+under that name (the retriever keeps the chunks, see `rag.retrieve`) and trust it for as long
+as the name stands. Only this class writes the collection; a tool that writes it otherwise
+must delete that file. A Chroma server's store has no name: it is read every time.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -51,6 +59,7 @@ _BATCH = 1000  # records per write call
 _SYNC_THRESHOLD = 100
 
 PARTIAL = "partial:"  # manifest prefix of a document version some of whose chunks are missing
+VERSION_FILE = "rag-version"  # beside an embedded index: the name of its contents (see `ChunkStore.version`)
 
 
 def text_sha(text: str) -> str:
@@ -149,6 +158,7 @@ class ChunkStore:
         self.path = path
         self.name = collection
         self.embedder_name = embedder_name
+        self._unnamed = False  # this store emptied the version file and has not named its contents since
         # inner product: a chunk's vector is the mean of two unit vectors (its own text's and its
         # window's, see rag/ingest.py), whose dot product with a unit query is the mean of the two
         # cosines; cosine space would renormalise it and favour chunks of long documents. Unit
@@ -266,6 +276,41 @@ class ChunkStore:
                 out[cid] = 1.0 - float(np.sum((query - vector) ** 2))
         return out
 
+    # -- the name of the contents ----------------------------------------------------------
+
+    def _version_file(self) -> Path | None:
+        return self.path / f"{VERSION_FILE}-{self.name}" if self.path is not None else None
+
+    def version(self) -> str:
+        """A name for the chunks stored now, new after each change; "" where there is none: a
+        Chroma server, a write under way or cut short, an index not synced since versions were kept."""
+        file = self._version_file()
+        if file is None:
+            return ""
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
+    def settle(self) -> None:
+        """Name the contents anew, if this store changed them or they have no name. Call it only
+        when they are whole (a sync done), holding the write lock."""
+        file = self._version_file()
+        if file is not None and (self._unnamed or not self.version()):
+            try:
+                _write_whole(file, uuid.uuid4().hex)
+            except OSError as exc:  # only costs readers their copies
+                log.warning("Could not name the index's contents in %s (%s); it will be read whole.", file, exc)
+                return
+            self._unnamed = False
+
+    def _unname(self) -> None:
+        """Before a write: the contents lose their name until `settle`."""
+        file = self._version_file()
+        if file is not None and not self._unnamed:
+            _write_whole(file, "")
+            self._unnamed = True
+
     # -- writes (idempotent: any of them can be repeated after a crash) -------------------
 
     def _metadata_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -284,6 +329,7 @@ class ChunkStore:
     def _upsert(
         self, chunks: Sequence[Chunk], embeddings: np.ndarray, metas: Sequence[dict[str, Any]], batch: int
     ) -> None:
+        self._unname()
         for i in range(0, len(chunks), batch):
             part = chunks[i : i + batch]
             self.collection.upsert(
@@ -323,10 +369,12 @@ class ChunkStore:
             # HNSW updates left 18 of 845 chunks unreachable by any search after 15 rounds of edits
             # (hash embedder), this way none (the symptom of chroma-core/chroma#3113)
             replaced = [c.id for c in todo if c.id in stored]
+            self._unname()
             for i in range(0, len(replaced), batch):
                 self.collection.delete(ids=replaced[i : i + batch])
             self._upsert(todo, vecs, [m for _, m in fresh], batch)
         for i in range(0, len(moved), batch):
+            self._unname()
             ids, metas = zip(*moved[i : i + batch], strict=True)
             self.collection.update(ids=list(ids), metadatas=list(metas))
         return [c for c, _ in fresh]
@@ -337,6 +385,7 @@ class ChunkStore:
         if keep_sha256 is not None:
             terms.append({"doc_sha256": {"$ne": keep_sha256}})
         where: dict[str, Any] = {"$and": terms}
+        self._unname()
         self.collection.delete(where=where)
 
     def drop_unsearchable(self, probe: np.ndarray) -> list[str]:
@@ -355,9 +404,21 @@ class ChunkStore:
             return []
         found = self.collection.query(query_embeddings=[probe.tolist()], n_results=len(ids), include=[])["ids"][0]
         missing = sorted(set(ids) - set(found))
+        if missing:
+            self._unname()
         for i in range(0, len(missing), _BATCH):
             self.collection.delete(ids=missing[i : i + _BATCH])
         return missing
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a temporary file renamed over it), synced to disk."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
 
 
 class WriteLock:

@@ -454,3 +454,51 @@ def test_editing_a_neighbour_re_embeds_the_unchanged_chunk_of_its_window_only(tm
     third = next(c.id for c in chunk_store.chunks() if c.position == 2)
     assert all(list(old[i]) == list(new[i]) for i in first)
     assert list(old[third]) != list(new[third])
+
+
+# -- the name of the store's contents -----------------------------------------------------------
+
+
+def test_a_sync_names_the_contents_and_keeps_the_name_while_nothing_changes(docs, chunk_store, hash_embedder):
+    assert chunk_store.version() == ""  # never synced: no name
+    sync(docs, chunk_store, hash_embedder)
+    first = chunk_store.version()
+    assert len(first) == 32
+    sync(docs, chunk_store, hash_embedder)
+    assert chunk_store.version() == first  # unchanged folder: the same name
+    (docs / "cats.txt").write_text(sentences("dogs", 2), encoding="utf-8")
+    sync(docs, chunk_store, hash_embedder)
+    second = chunk_store.version()
+    assert second not in ("", first)
+    (docs / "volcano.md").unlink()
+    sync(docs, chunk_store, hash_embedder)
+    assert chunk_store.version() not in ("", first, second)
+
+
+def test_a_write_cut_short_leaves_the_contents_without_a_name_until_a_sync(
+    docs, chunk_store, hash_embedder, monkeypatch
+):
+    sync(docs, chunk_store, hash_embedder)
+    named = chunk_store.version()
+    (docs / "cats.txt").write_text(sentences("dogs", 3), encoding="utf-8")
+    real_upsert = chunk_store._upsert
+
+    def die_after_one_chunk(chunks, embeddings, metas, batch):  # type: ignore[no-untyped-def]
+        real_upsert(chunks[:1], embeddings[:1], metas[:1], batch)
+        raise RuntimeError("killed midway")
+
+    monkeypatch.setattr(chunk_store, "_upsert", die_after_one_chunk)
+    with pytest.raises(RuntimeError):
+        sync(docs, chunk_store, hash_embedder)
+    monkeypatch.undo()
+    assert chunk_store.version() == ""  # what a reader finds after the crash: no name to trust
+    reopened = ChunkStore(chunk_store.name, path=chunk_store.path, embedder_name=chunk_store.embedder_name)
+    assert reopened.version() == ""
+    sync(docs, reopened, hash_embedder)
+    assert reopened.version() not in ("", named)
+
+
+def test_a_chroma_server_s_contents_have_no_name(chunk_store):
+    chunk_store.path = None  # as for an HttpClient store
+    chunk_store.settle()
+    assert chunk_store.version() == ""

@@ -424,6 +424,88 @@ def test_only_the_most_recently_used_bm25_indexes_are_kept(chunk_store, hash_emb
     assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
 
 
+# -- the copy of the stored chunks ---------------------------------------------------------------
+
+
+@pytest.fixture
+def store_reads(filled, monkeypatch):  # type: ignore[no-untyped-def]
+    """Counts the times the chunks are read from the store from now on (`filled`, named)."""
+    filled.settle()
+    reads: list[int] = []
+    chunks = filled.chunks
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(1)
+        return chunks(*args, **kwargs)
+
+    monkeypatch.setattr(filled, "chunks", counting)
+    return reads
+
+
+def test_a_restart_reads_the_chunks_from_their_copy_and_searches_the_same(filled, hash_embedder, tmp_path, store_reads):
+    folder = tmp_path / "chunks"
+    first = Retriever(filled, hash_embedder, chunks_dir=folder)
+    assert len(store_reads) == 1 and len(saved_indexes(folder)) == 1
+    again = Retriever(filled, hash_embedder, chunks_dir=folder)
+    assert len(store_reads) == 1  # from the copy, not from Chroma
+    assert again.chunks == first.chunks
+    for query in (QUERY, "sourdough starter with wild yeast"):
+        expected = [(h.chunk, round(h.score, 9)) for h in first.search(query, 5)]
+        assert [(h.chunk, round(h.score, 9)) for h in again.search(query, 5)] == expected
+
+
+def test_changed_contents_are_read_from_the_store_again(filled, hash_embedder, tmp_path, store_reads):
+    folder = tmp_path / "chunks"
+    retriever = Retriever(filled, hash_embedder, chunks_dir=folder)
+    fill(filled, hash_embedder, {"bread.txt": ["A geyser spouts boiling water into the air."]})
+    assert filled.version() == ""  # written, not yet whole again: nothing is copied or trusted
+    retriever.refresh()
+    assert len(store_reads) == 2 and len(saved_indexes(folder)) == 1
+    assert retriever.search("geyser", 1)[0].chunk.id == "bread.txt-0"
+    filled.settle()
+    Retriever(filled, hash_embedder, chunks_dir=folder)
+    assert len(store_reads) == 3 and len(saved_indexes(folder)) == 2  # the new contents, copied
+    assert Retriever(filled, hash_embedder, chunks_dir=folder).search("geyser", 1)[0].chunk.id == "bread.txt-0"
+    assert len(store_reads) == 3
+
+
+def test_a_damaged_copy_of_the_chunks_is_read_from_the_store_with_a_warning(
+    filled, hash_embedder, tmp_path, store_reads, caplog
+):
+    folder = tmp_path / "chunks"
+    Retriever(filled, hash_embedder, chunks_dir=folder)
+    (saved,) = saved_indexes(folder)
+    for damage in ('[["half a row"]]', "[[1, 2"):
+        (folder / saved).write_text(damage)
+        with caplog.at_level(logging.WARNING, logger="rag.retrieve"):
+            retriever = Retriever(filled, hash_embedder, chunks_dir=folder)
+        assert "could not be read" in caplog.text and saved in caplog.text
+        assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
+        assert saved_indexes(folder) == [saved]  # copied again, whole
+    assert len(store_reads) == 3
+
+
+def test_an_unwritable_chunks_folder_only_costs_a_read(filled, hash_embedder, tmp_path, store_reads, caplog):
+    blocked = tmp_path / "chunks"
+    blocked.write_text("a file where the folder should be")
+    with caplog.at_level(logging.WARNING, logger="rag.retrieve"):
+        retriever = Retriever(filled, hash_embedder, chunks_dir=blocked)
+    assert "Could not save" in caplog.text
+    assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
+
+
+def test_only_the_most_recently_used_copies_of_the_chunks_are_kept(chunk_store, hash_embedder, tmp_path):
+    from rag.retrieve import CHUNKS_KEPT
+
+    folder = tmp_path / "chunks"
+    for version in range(CHUNKS_KEPT + 2):
+        fill(chunk_store, hash_embedder, {"a.txt": [f"version {version} of the volcano page"]})
+        chunk_store.settle()
+        Retriever(chunk_store, hash_embedder, chunks_dir=folder)
+    assert len(saved_indexes(folder)) == CHUNKS_KEPT
+    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+
+
 # -- language --------------------------------------------------------------------------------
 
 
