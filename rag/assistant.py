@@ -171,7 +171,14 @@ class Assistant:
         path = Path(folder).expanduser() if folder is not None else self.settings.docs_dir
         s = self.settings
         report = sync_folder(
-            path, self.store, self.embedder, s.chunk_tokens, progress, show_bar, window_tokens=s.window_tokens
+            path,
+            self.store,
+            self.embedder,
+            s.chunk_tokens,
+            progress,
+            show_bar,
+            window_tokens=s.window_tokens,
+            known=self.retriever.known(),
         )
         if report.changed or not self.retriever.chunks:
             self.retriever.refresh()

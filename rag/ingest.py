@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -75,11 +75,14 @@ def sync_folder(
     show_bar: bool = False,
     flush_chunks: int = 256,
     window_tokens: int = 0,
+    known: tuple[str, Sequence[Chunk]] | None = None,
 ) -> IngestReport:
     """Make the store hold exactly the current supported files of `folder`.
 
     `window_tokens` > 0: each chunk's vector also embeds its window of neighbouring chunks
-    (see `rag.chunking.with_windows`); the store must be named for it (`rag.store.index_name`)."""
+    (see `rag.chunking.with_windows`); the store must be named for it (`rag.store.index_name`).
+    `known`: a name of the store's contents and every chunk they hold (the retriever's), from
+    which what is indexed is taken while the store keeps that name (`ChunkStore.manifest_of`)."""
     if not folder.is_dir():
         raise RagError(f"Document folder {str(folder)!r} does not exist or is not a folder. Check RAG_DOCS_DIR.")
     started = time.perf_counter()
@@ -92,7 +95,7 @@ def sync_folder(
             log.warning(
                 "an ingest (pid %s) was killed: %d chunks lost from the vector index", lock.interrupted, len(lost)
             )
-        indexed = store.manifest(source)
+        indexed = store.manifest_of(known, source)
         files = list(iter_files(folder))
         seen: set[str] = set()
         todo: list[tuple[Path, str, str]] = []  # (file, rel, sha)

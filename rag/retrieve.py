@@ -274,6 +274,7 @@ class Retriever:
         self.bm25_weight = bm25_weight
         self.fusion = fusion
         self.chunks: list[Chunk] = []
+        self.version = ""
         self.language = "en"
         self._by_id: dict[str, Chunk] = {}
         self._bm25: Any = None
@@ -282,15 +283,21 @@ class Retriever:
         self.refresh()
 
     def refresh(self) -> None:
-        chunks = stored_chunks(self.store, self.chunks_dir)
+        chunks, version = stored_chunks(self.store, self.chunks_dir)
         language = corpus_language(chunks) if chunks else "en"
         bm25 = _bm25_retriever(chunks, language, self.candidates, self.bm25_dir) if chunks else None
         with self._lock:
             self.chunks = chunks
+            self.version = version  # the name of the store's contents these chunks are ("" if unknown)
             self._by_id = {c.id: c for c in chunks}
             self._bm25 = bm25
             self._bm25_scores = BM25Scores(bm25, [c.id for c in chunks]) if bm25 is not None else None
             self.language = language
+
+    def known(self) -> tuple[str, list[Chunk]]:
+        """The name of the store's contents the chunks held are of ("" if unknown), and those chunks."""
+        with self._lock:
+            return self.version, self.chunks
 
     @property
     def total_tokens(self) -> int:
@@ -375,16 +382,16 @@ CHUNKS_KEPT = 2  # copies of the stored chunks kept (the most recently used)
 _VERSION = re.compile(r"[0-9a-f]{32}")  # a name `ChunkStore.settle` gives
 
 
-def stored_chunks(store: ChunkStore, folder: Path | None) -> list[Chunk]:
-    """Every stored chunk: from the copy in `folder` named for the store's contents if there is
-    one, else from the store (then copied there if the contents kept their name meanwhile).
-    A copy that cannot be read is removed with a warning; one that cannot be written only costs
-    the next start-up a read from the store."""
-    version = store.version() if folder is not None else ""
-    if folder is None or not _VERSION.fullmatch(version):
-        return store.chunks()
-    saved = folder / f"{version}-{CHUNKS_FORMAT}.json"
-    if saved.exists():
+def stored_chunks(store: ChunkStore, folder: Path | None) -> tuple[list[Chunk], str]:
+    """Every stored chunk, and the name of the contents they are ("" if unknown): from the copy in
+    `folder` named for the store's contents if there is one, else from the store (then copied
+    there if the contents kept their name meanwhile). A copy that cannot be read is removed with
+    a warning; one that cannot be written only costs the next start-up a read from the store."""
+    version = store.version()
+    if not _VERSION.fullmatch(version):
+        return store.chunks(), ""
+    saved = folder / f"{version}-{CHUNKS_FORMAT}.json" if folder is not None else None
+    if saved is not None and saved.exists():
         try:
             with saved.open(encoding="utf-8") as src:
                 rows = json.load(src)
@@ -393,15 +400,17 @@ def stored_chunks(store: ChunkStore, folder: Path | None) -> list[Chunk]:
             chunks = [Chunk(*row) for row in rows]
             os.utime(saved)  # recently used: kept when older ones are removed
             log.debug("%d chunks read back from %s", len(chunks), saved)
-            return chunks
+            return chunks, version
         except Exception as exc:  # a damaged copy is read again from the store, never fatal
             log.warning("The copy of the stored chunks %s could not be read (%s); reading the index.", saved, exc)
             saved.unlink(missing_ok=True)
     chunks = store.chunks()
-    if store.version() == version:  # not written meanwhile: the copy is of exactly these contents
+    if store.version() != version:  # written meanwhile: these chunks are of no named contents
+        return chunks, ""
+    if saved is not None:
         rows = [[getattr(c, f.name) for f in fields(Chunk)[:11]] for c in chunks]
         _save_whole(saved, lambda out: json.dump(rows, out, ensure_ascii=False), CHUNKS_KEPT)
-    return chunks
+    return chunks, version
 
 
 def _save_whole(path: Path, write: Any, kept: int) -> None:

@@ -218,6 +218,18 @@ class ChunkStore:
             out.setdefault(path, set()).add(sha if whole else PARTIAL + sha)
         return out
 
+    def manifest_of(self, known: tuple[str, Sequence[Chunk]] | None, source: str) -> dict[str, set[str]]:
+        """`manifest(source)`, taken from `known` (a name of the contents, and every chunk they
+        hold) while the store's contents still have that name (named contents are whole: no
+        partial versions), else read from the store."""
+        if known is None or not known[0] or self.version() != known[0]:
+            return self.manifest(source)
+        out: dict[str, set[str]] = {}
+        for chunk in known[1]:
+            if chunk.source == source:
+                out.setdefault(chunk.doc_path, set()).add(chunk.doc_sha256)
+        return out
+
     def chunks(self, where: dict[str, Any] | None = None) -> list[Chunk]:
         """Every chunk (or those matching `where`), ordered by document path and position."""
         out = []

@@ -314,3 +314,29 @@ def test_only_indexed_documents_can_be_read(make_assistant) -> None:  # type: ig
     for path in ["../README.md", "/etc/passwd", "missing.txt"]:
         with pytest.raises(RagError, match="not an indexed document"):
             assistant.document_text(path)
+
+
+def test_a_restart_over_an_unchanged_index_reads_no_chunk_from_chroma(make_assistant, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from rag.store import ChunkStore
+
+    first = make_assistant()
+    first.ingest()
+    assert first.retriever.version and first.ingest().unchanged == 1  # named once the sync is whole
+    reads: list[str] = []
+
+    def counted(name: str):  # type: ignore[no-untyped-def]
+        real = getattr(ChunkStore, name)
+
+        def read(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            reads.append(name)
+            return real(self, *args, **kwargs)
+
+        return read
+
+    monkeypatch.setattr(ChunkStore, "chunks", counted("chunks"))
+    monkeypatch.setattr(ChunkStore, "manifest", counted("manifest"))
+    again = make_assistant()  # a restart: the chunks from their copy, what is indexed from them
+    report = again.ingest()
+    assert report.unchanged == 1 and not report.changed and reads == []
+    assert again.retriever.chunks == first.retriever.chunks
+    assert again.ask("Why did Parler drop its lawsuit?").sources

@@ -502,3 +502,37 @@ def test_a_chroma_server_s_contents_have_no_name(chunk_store):
     chunk_store.path = None  # as for an HttpClient store
     chunk_store.settle()
     assert chunk_store.version() == ""
+
+
+def test_a_sync_takes_what_is_indexed_from_the_chunks_known_under_the_current_name(
+    docs, chunk_store, hash_embedder, monkeypatch
+):
+    sync(docs, chunk_store, hash_embedder)
+    named = (chunk_store.version(), chunk_store.chunks())
+    reads: list[str] = []
+    manifest = chunk_store.manifest
+
+    def counting(source=None):  # type: ignore[no-untyped-def]
+        reads.append(source)
+        return manifest(source)
+
+    monkeypatch.setattr(chunk_store, "manifest", counting)
+    assert chunk_store.manifest_of(named, source_key(docs)) == manifest(source_key(docs))
+    assert chunk_store.manifest_of(named, "/elsewhere") == {}
+    report = sync_folder(docs, chunk_store, hash_embedder, chunk_tokens=TOKENS, known=named)
+    assert report.unchanged == 3 and not report.changed and reads == []  # nothing read from the store
+    (docs / "cats.txt").write_text(sentences("dogs", 2), encoding="utf-8")
+    report = sync_folder(docs, chunk_store, hash_embedder, chunk_tokens=TOKENS, known=named)
+    assert report.updated == ["cats.txt"] and reads == []
+    # the store has another name now: the chunks known under the old one are not trusted
+    (docs / "cats.txt").write_text(sentences("birds", 2), encoding="utf-8")
+    report = sync_folder(docs, chunk_store, hash_embedder, chunk_tokens=TOKENS, known=named)
+    assert report.updated == ["cats.txt"] and reads == [source_key(docs)]
+    assert snapshot(chunk_store) == {
+        c.id: (c.source, c.doc_path, c.text, c.position, c.doc_sha256)
+        for c in [
+            *expected_chunks(docs, "cats.txt"),
+            *expected_chunks(docs, "volcano.md"),
+            *expected_chunks(docs, "sub/bread.txt"),
+        ]
+    }
