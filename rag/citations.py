@@ -196,20 +196,21 @@ def reply_cut(text: str, sentences: int) -> str | None:
     """The reply `text` up to the end of its first `sentences` sentences (their [n] markers
     kept), once a sentence after them has begun with a letter; None before that.
 
-    For stopping a reply early: called as the reply streams in, it fires at the first word of
-    the sentence after, so that sentence began after the last sentence end in `text`. A
-    "new sentence" of markers or punctuation alone ("[" while "[1]" streams in) does not count.
+    For stopping a reply early, called as the reply streams in: it fires at the first word of the
+    sentence after. A "new sentence" of markers or punctuation alone ("[" while "[1]" streams in)
+    does not count.
     """
     parsed = parse_answer(text, n_sources=0)
     if len(parsed) <= sentences or not any(c.isalpha() for c in parsed[-1][0]):
         return None
     body = text.rstrip()
-    ends = [m for m in _SENT_END.finditer(body) if m.end() < len(body)]
-    if not ends:
-        return None
-    last = ends[-1]
-    lead = _LEADING_MARKERS.match(body[last.end() :])
-    return body[: last.start()] + (" " + lead.group().strip() if lead else "")
+    for end in reversed([m for m in _SENT_END.finditer(body) if m.end() < len(body)]):
+        # the last sentence end before which the text holds no more than `sentences` (a split
+        # followed by a lower-case word goes on the sentence before it: "1? 1? a" has two)
+        if len(parse_answer(body[: end.start()], n_sources=0)) <= sentences:
+            lead = _LEADING_MARKERS.match(body[end.end() :])
+            return body[: end.start()] + (" " + lead.group().strip() if lead else "")
+    return None
 
 
 def fold(text: str) -> str:
