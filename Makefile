@@ -17,7 +17,7 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(DEV_STAMP)
 
-run: $(STAMP)  ## index seeds/ if needed and serve the chat at http://127.0.0.1:7860
+run: $(STAMP)  ## serve the chat at http://127.0.0.1:7860, then index seeds/ (or RAG_DOCS_DIR) if needed
 	$(BIN)/python app.py
 
 ingest: $(STAMP)

@@ -1,4 +1,8 @@
-"""Start the chat UI: sync the documents folder into the index, then serve the page."""
+"""Start the chat UI: serve the page, then sync the documents folder into the index and warm the model.
+
+The page comes up at once, whatever the folder holds: a first sync of thousands of documents
+takes minutes to hours on 2 cores, and meanwhile questions are answered from what was indexed
+before (or told that indexing is under way; see `Assistant.ingest`)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before anything imports gradio
 
@@ -18,26 +24,41 @@ def main() -> None:
     from rag.assistant import Assistant
     from rag.config import Settings
     from rag.errors import RagError
+    from rag.ingest import check_folder
     from rag.ui import create_app, launch
     from rag.warmup import Warmer
 
     try:
         settings = Settings()
+        check_folder(settings.docs_dir)
         assistant = Assistant(settings)
-        assistant.ingest(show_bar=True)  # syncs settings.docs_dir; fast when the folder is unchanged
-        uploads = settings.data_dir / "uploads"  # documents added in the browser (see rag/ui.py)
-        if uploads.is_dir():
-            assistant.ingest(uploads)
     except RagError as error:
         raise SystemExit(f"error: {error}") from None
-    # load the model and read the fixed prompt prefix once the page is up (on 2 cores, warming
-    # while Gradio starts delayed the page by ~7 s), and again whenever an upload or a removal
-    # in the page changes the documents
+    # once the page is up (on 2 cores, warming while Gradio starts delayed the page by ~7 s): sync
+    # the documents folder and the uploads, then load the model and read the fixed prompt prefix;
+    # warm again whenever an upload or a removal in the page changes the documents
     warmer = Warmer(assistant.warm)
-    threading.Thread(
-        target=_when_serving, args=(settings.ui_host, settings.ui_port, warmer.request), daemon=True
-    ).start()
+    uploads = settings.data_dir / "uploads"  # documents added in the browser (see rag/ui.py)
+
+    def prepare() -> None:
+        sync_then_warm(assistant, [settings.docs_dir, uploads], warmer.request)
+
+    threading.Thread(target=_when_serving, args=(settings.ui_host, settings.ui_port, prepare), daemon=True).start()
     launch(create_app(assistant, on_change=warmer.request), settings)
+
+
+def sync_then_warm(assistant: Any, folders: Sequence[Path], warm: Callable[[], None]) -> None:
+    """Sync each folder that exists, in order (a progress bar for the first), then `warm()`. A
+    sync that fails is logged and the rest still runs: the page serves what is indexed."""
+    for n, folder in enumerate(folders):
+        if not folder.is_dir():
+            continue
+        try:
+            report = assistant.ingest(folder, show_bar=n == 0)
+            logging.getLogger("app").info("%s synced: %s", folder, report.summary())
+        except Exception as error:  # RagError (another process writing the index, ...) or a bug
+            logging.getLogger("app").error("could not sync %s: %s", folder, error)
+    warm()
 
 
 def _when_serving(host: str, port: int, then: Callable[[], None], wait_s: float = 60.0) -> None:

@@ -123,6 +123,8 @@ class Assistant:
         self._answerer_obj: Answerer | None = None
         self._warm_lock = threading.Lock()
         self._warmed: str | None = None  # the system message whose prefix the LLM holds
+        self._ingest_lock = threading.Lock()  # one sync at a time in this process (the index's lock is per process)
+        self.indexing: tuple[int, int] | None = None  # (files done, files to index) while a sync runs
         self.retriever = Retriever(
             self.store,
             self.embedder,
@@ -167,21 +169,34 @@ class Assistant:
         progress: Callable[[int, int, str], None] | None = None,
         show_bar: bool = False,
     ) -> IngestReport:
-        """Sync a folder (default: settings.docs_dir) into the index; returns what changed."""
+        """Sync a folder (default: settings.docs_dir) into the index; returns what changed. Syncs
+        from several threads run one after the other; questions meanwhile are answered from the
+        documents indexed before (`indexing` tells how far a sync has gone)."""
         path = Path(folder).expanduser() if folder is not None else self.settings.docs_dir
         s = self.settings
-        report = sync_folder(
-            path,
-            self.store,
-            self.embedder,
-            s.chunk_tokens,
-            progress,
-            show_bar,
-            window_tokens=s.window_tokens,
-            known=self.retriever.known(),
-        )
-        if report.changed or not self.retriever.chunks:
-            self.retriever.refresh()
+
+        def step(done: int, total: int, name: str) -> None:
+            self.indexing = (done, total)
+            if progress is not None:
+                progress(done, total, name)
+
+        with self._ingest_lock:
+            self.indexing = (0, 0)
+            try:
+                report = sync_folder(
+                    path,
+                    self.store,
+                    self.embedder,
+                    s.chunk_tokens,
+                    step,
+                    show_bar,
+                    window_tokens=s.window_tokens,
+                    known=self.retriever.known(),
+                )
+                if report.changed or not self.retriever.chunks:
+                    self.retriever.refresh()
+            finally:
+                self.indexing = None
         return report
 
     def documents(self) -> list[dict[str, Any]]:
@@ -243,6 +258,13 @@ class Assistant:
         question = self._validate(question)
         history = self._clean_history(history)
         if not self.retriever.chunks:
+            if self.indexing is not None:
+                done, total = self.indexing
+                raise EmptyIndexError(
+                    f"The documents are being indexed ({done} of {total} files done); ask again when it is finished."
+                    if total
+                    else "The documents are being indexed; ask again when it is finished."
+                )
             raise EmptyIndexError("Nothing is indexed yet. Add documents to the folder and run `python -m rag ingest`.")
         language = detect(question, default=self._history_language(history))
         standalone = question

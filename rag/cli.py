@@ -79,11 +79,7 @@ def _stream_answer(assistant: Assistant, question: str, history: list[dict[str, 
 def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     assistant = _assistant(args)
     report = assistant.ingest(args.folder, show_bar=not args.quiet)
-    out.write(
-        f"added {len(report.added)}, updated {len(report.updated)}, removed {len(report.removed)}, "
-        f"unchanged {report.unchanged}, skipped {len(report.skipped)}; "
-        f"{report.chunks_added} chunks written, {report.chunks_embedded} embedded, in {report.seconds:.1f} s\n"
-    )
+    out.write(report.summary() + "\n")
     for path, reason in report.skipped.items():  # names may hold terminal escapes: printed inert
         out.write(f"  skipped {display_name(path)}: {display_name(reason)}\n")
     return 0

@@ -66,6 +66,12 @@ class _Pending:
         return sum(len(chunks) for _, _, chunks in self.docs)
 
 
+def check_folder(folder: Path) -> None:
+    """RagError unless `folder` is a folder to sync."""
+    if not folder.is_dir():
+        raise RagError(f"Document folder {str(folder)!r} does not exist or is not a folder. Check RAG_DOCS_DIR.")
+
+
 def sync_folder(
     folder: Path,
     store: ChunkStore,
@@ -83,8 +89,7 @@ def sync_folder(
     (see `rag.chunking.with_windows`); the store must be named for it (`rag.store.index_name`).
     `known`: a name of the store's contents and every chunk they hold (the retriever's), from
     which what is indexed is taken while the store keeps that name (`ChunkStore.manifest_of`)."""
-    if not folder.is_dir():
-        raise RagError(f"Document folder {str(folder)!r} does not exist or is not a folder. Check RAG_DOCS_DIR.")
+    check_folder(folder)
     started = time.perf_counter()
     source = source_key(folder)
     report = IngestReport()

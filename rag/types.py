@@ -189,3 +189,11 @@ class IngestReport:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
+
+    def summary(self) -> str:
+        """One line: how many files were added, updated, removed, unchanged, skipped, and the chunks."""
+        return (
+            f"added {len(self.added)}, updated {len(self.updated)}, removed {len(self.removed)}, "
+            f"unchanged {self.unchanged}, skipped {len(self.skipped)}; "
+            f"{self.chunks_added} chunks written, {self.chunks_embedded} embedded, in {self.seconds:.1f} s"
+        )

@@ -80,6 +80,7 @@ NO_ANSWER_ERROR = "The assistant stopped without an answer. Please try again."
 UPLOAD_SUFFIXES = (".txt", ".md", ".html", ".pdf", ".docx")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 QUEUE_SIZE = 32  # events that may wait for the assistant; more are refused ("Queue is full")
+INDEXING_POLL_S = 2.0  # how often an open page asks whether a sync runs (not queued: never waits for an answer)
 ASK_API_NAME = "ask"  # gradio_client: client.predict(question, history, api_name="/ask")
 CONTEXT_CHARS = 300  # document text shown on each side of a cited passage
 FULL_DOCUMENT_CHARS = 100_000  # longer documents are not embedded whole in the evidence panel
@@ -699,6 +700,20 @@ def _data_dir(assistant: Any) -> Path:
     return Path(getattr(settings, "data_dir", "data"))
 
 
+def indexing_note(assistant: Any) -> str:
+    """What the page says while a sync runs (`Assistant.indexing`), else ""."""
+    progress = getattr(assistant, "indexing", None)
+    if progress is None:
+        return ""
+    done, total = progress
+    if not total:
+        return "⏳ Looking for new and changed documents…"
+    return (
+        f"⏳ Indexing the documents: {done:,} of {total:,} files done. "
+        "Until it ends, answers come from the documents indexed before."
+    )
+
+
 def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> gr.Blocks:
     """The page. Theme, CSS and JS are given at `launch` (Gradio 6 moved them there).
     `on_change` is called after an upload or a removal changed the index (app.py passes a
@@ -727,6 +742,8 @@ def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> g
 
     with gr.Blocks(title="Document assistant", analytics_enabled=False) as app:
         gr.Markdown("## Document assistant\nAnswers come only from your documents, with [n] citations.")
+        indexing = gr.Markdown(indexing_note(assistant), elem_id="indexing")
+        was_indexing = gr.State(False)
         history = gr.State([])
         turns = gr.State([])
         pending = gr.State("")
@@ -893,6 +910,17 @@ def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> g
 
         viewer_choice.change(view, [viewer_choice], [viewer], **quiet)
         app.load(lambda: refreshed(""), None, doc_outputs, **quiet)
+
+        # -- a sync under way (the start-up's, an upload's): shown, and the lists refreshed when it ends --
+        def tick(was: bool) -> tuple[Any, ...]:
+            note = indexing_note(assistant)
+            if was and not note:
+                return (note, False, *refreshed(""))
+            return (note, bool(note), *[gr.skip()] * len(doc_outputs))
+
+        gr.Timer(INDEXING_POLL_S).tick(
+            tick, [was_indexing], [indexing, was_indexing, *doc_outputs], show_progress="hidden", **quiet
+        )
 
         # -- programmatic chat: the one public endpoint, in the same queue and group as the chat --
         gr.api(

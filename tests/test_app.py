@@ -70,3 +70,33 @@ def test_warm_gives_up_waiting_and_still_warms() -> None:
     recorder = _Recorder()
     app._when_serving("127.0.0.1", port, recorder.warm, wait_s=0.3)
     assert recorder.warmed_at is not None
+
+
+class _Syncing:
+    """An assistant whose syncs are recorded; folders named "broken" fail."""
+
+    def __init__(self) -> None:
+        self.synced: list[tuple[str, bool]] = []
+
+    def ingest(self, folder, show_bar=False):  # type: ignore[no-untyped-def]
+        from rag.errors import IndexLockedError
+        from rag.types import IngestReport
+
+        self.synced.append((folder.name, show_bar))
+        if folder.name == "broken":
+            raise IndexLockedError("The index is being written by another process (pid 1).")
+        return IngestReport(unchanged=3)
+
+
+def test_the_folders_are_synced_in_order_after_the_page_then_the_model_is_warmed(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    for name in ("docs", "broken", "uploads"):
+        (tmp_path / name).mkdir()
+    assistant, recorder = _Syncing(), _Recorder()
+    folders = [tmp_path / "docs", tmp_path / "missing", tmp_path / "broken", tmp_path / "uploads"]
+    with caplog.at_level("INFO", logger="app"):
+        app.sync_then_warm(assistant, folders, recorder.warm)
+    # a missing folder is passed over; a failed sync is logged and the rest still runs
+    assert assistant.synced == [("docs", True), ("broken", False), ("uploads", False)]
+    assert "could not sync" in caplog.text and "another process" in caplog.text
+    assert "unchanged 3" in caplog.text
+    assert recorder.warmed_at is not None

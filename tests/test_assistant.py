@@ -340,3 +340,34 @@ def test_a_restart_over_an_unchanged_index_reads_no_chunk_from_chroma(make_assis
     assert report.unchanged == 1 and not report.changed and reads == []
     assert again.retriever.chunks == first.retriever.chunks
     assert again.ask("Why did Parler drop its lawsuit?").sources
+
+
+def test_syncs_from_two_threads_run_one_after_the_other(make_assistant, fixture_docs_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    assistant = make_assistant()
+    inside = threading.Event()
+    release = threading.Event()
+    seen: list[tuple[int, int] | None] = []
+
+    def slow(done: int, total: int, name: str) -> None:
+        seen.append(assistant.indexing)
+        inside.set()
+        release.wait(10)
+
+    first = threading.Thread(target=assistant.ingest, kwargs={"progress": slow})
+    first.start()
+    assert inside.wait(10)
+    with pytest.raises(EmptyIndexError, match=r"being indexed \(1 of 1 files done\)"):
+        assistant.ask("Why did Parler drop its lawsuit?")
+    results = []
+    second = threading.Thread(target=lambda: results.append(assistant.ingest(fixture_docs_dir)))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # waits for the first sync instead of failing on the index's lock
+    release.set()
+    first.join(10)
+    second.join(20)
+    assert results and results[0].added and seen == [(1, 1)]
+    assert assistant.indexing is None
+    assert {d["path"] for d in assistant.documents()} >= {"000_1d7c1f8b7bb62d9d.txt"}

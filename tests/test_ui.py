@@ -605,3 +605,15 @@ def test_launch_is_safe_by_default() -> None:
     assert options["css"] == ui.CSS and options["js"] == ui.JS
     for asset in (ui.CSS, ui.JS):  # nothing fetched from anywhere
         assert "http" not in asset and "@import" not in asset and "url(" not in asset
+
+
+def test_the_page_says_how_far_a_sync_has_gone() -> None:
+    assistant = FakeAssistant()
+    assert ui.indexing_note(assistant) == ""  # no sync (and an assistant without the attribute)
+    assistant.indexing = (0, 0)  # type: ignore[attr-defined]
+    assert "Looking for new and changed documents" in ui.indexing_note(assistant)
+    assistant.indexing = (1200, 3589)  # type: ignore[attr-defined]
+    note = ui.indexing_note(assistant)
+    assert "1,200 of 3,589 files" in note and "indexed before" in note
+    assistant.indexing = None  # type: ignore[attr-defined]
+    assert ui.indexing_note(assistant) == ""
