@@ -261,7 +261,7 @@ class Assistant:
             if self.indexing is not None:
                 done, total = self.indexing
                 raise EmptyIndexError(
-                    f"The documents are being indexed ({done} of {total} files done); ask again when it is finished."
+                    f"The documents are being indexed ({done} of {total} files read); ask again when it is finished."
                     if total
                     else "The documents are being indexed; ask again when it is finished."
                 )

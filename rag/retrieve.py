@@ -339,6 +339,11 @@ class Retriever:
         return hits
 
 
+def _quiet_bm25s_corpus(record: logging.LogRecord) -> bool:
+    """False for bm25s's corpus reader's INFO lines, logged straight on the root logger."""
+    return record.levelno > logging.INFO or "bm25s" not in Path(record.pathname).parts
+
+
 def _bm25_retriever(chunks: Sequence[Chunk], language: str, top_k: int, folder: Path | None) -> BaseRetriever:
     """llama-index's BM25 retriever over `chunks`: read back from `folder` if an index of exactly
     these chunks (ids and texts) and options was saved there, else built, then saved there."""
@@ -347,8 +352,11 @@ def _bm25_retriever(chunks: Sequence[Chunk], language: str, top_k: int, folder: 
     from llama_index.retrievers.bm25 import BM25Retriever
 
     # bm25s sets its own logger to DEBUG on import, so "Building index from IDs objects" reached
-    # every root handler (the CLI printed it above each answer). Its warnings still pass.
+    # every root handler (the CLI printed it above each answer). Its warnings still pass. Its
+    # corpus reader logs on the root logger itself ("Opened file and mmap objects", at INFO).
     logging.getLogger("bm25s").setLevel(logging.WARNING)
+    if _quiet_bm25s_corpus not in logging.getLogger().filters:
+        logging.getLogger().addFilter(_quiet_bm25s_corpus)
     stopwords = language if language in BM25_STOPWORDS else "en"
     pattern = TOKEN_PATTERN if any(_HAS_CJK.search(c.text) for c in chunks) else DEFAULT_TOKEN_PATTERN
     stemmer = STEMMERS.get(language, "english")

@@ -709,7 +709,7 @@ def indexing_note(assistant: Any) -> str:
     if not total:
         return "⏳ Looking for new and changed documents…"
     return (
-        f"⏳ Indexing the documents: {done:,} of {total:,} files done. "
+        f"⏳ Indexing the documents: {done:,} of {total:,} files read. "
         "Until it ends, answers come from the documents indexed before."
     )
 

@@ -358,7 +358,7 @@ def test_syncs_from_two_threads_run_one_after_the_other(make_assistant, fixture_
     first = threading.Thread(target=assistant.ingest, kwargs={"progress": slow})
     first.start()
     assert inside.wait(10)
-    with pytest.raises(EmptyIndexError, match=r"being indexed \(1 of 1 files done\)"):
+    with pytest.raises(EmptyIndexError, match=r"being indexed \(1 of 1 files read\)"):
         assistant.ask("Why did Parler drop its lawsuit?")
     results = []
     second = threading.Thread(target=lambda: results.append(assistant.ingest(fixture_docs_dir)))

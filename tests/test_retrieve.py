@@ -257,6 +257,14 @@ def test_both_fusions_find_the_chunk_sharing_words(filled, hash_embedder, fusion
     assert hits[0].chunk.id == "volcano.txt-0" and hits[0].ranks == {"dense": 1, "bm25": 1}
 
 
+def test_bm25s_corpus_lines_on_the_root_logger_are_dropped(filled, hash_embedder, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        Retriever(filled, hash_embedder, bm25_dir=tmp_path / "bm25")  # saves, then reads the corpus file
+        Retriever(filled, hash_embedder, bm25_dir=tmp_path / "bm25")
+        logging.info("a line of the application's own")
+    assert "mmap objects" not in caplog.text and "a line of the application's own" in caplog.text
+
+
 def test_bm25s_debug_lines_do_not_reach_a_warning_level_handler(filled, hash_embedder):
     """bm25s sets its logger to DEBUG on import; the CLI's handler (root at WARNING, as
     `logging.basicConfig` leaves it) printed "DEBUG Building index from IDs objects" above answers."""

@@ -614,6 +614,6 @@ def test_the_page_says_how_far_a_sync_has_gone() -> None:
     assert "Looking for new and changed documents" in ui.indexing_note(assistant)
     assistant.indexing = (1200, 3589)  # type: ignore[attr-defined]
     note = ui.indexing_note(assistant)
-    assert "1,200 of 3,589 files" in note and "indexed before" in note
+    assert "1,200 of 3,589 files read" in note and "indexed before" in note
     assistant.indexing = None  # type: ignore[attr-defined]
     assert ui.indexing_note(assistant) == ""
