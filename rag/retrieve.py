@@ -439,7 +439,7 @@ def _save_whole(path: Path, write: Any, kept: int) -> None:
         for old in copies[:-kept]:
             old.unlink(missing_ok=True)
     except Exception as exc:  # a cache: never fatal
-        log.warning("Could not save %s (%s); the next start-up will read the index instead.", path, exc)
+        log.warning("%s could not be saved (%s); the next start-up will read the index instead.", path, exc)
 
 
 BM25_DONE = "complete"  # written last into a saved BM25 index's folder

@@ -52,6 +52,20 @@ def sync(folder: Path, store: ChunkStore, embedder):  # type: ignore[no-untyped-
     return sync_folder(folder, store, embedder, chunk_tokens=TOKENS)
 
 
+def sync_killed_after(written: int, folder: Path, store: ChunkStore, embedder, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A sync killed once `written` chunks of its first write batch are stored."""
+    real_upsert = store._upsert
+
+    def die(chunks, embeddings, metas, batch):  # type: ignore[no-untyped-def]
+        real_upsert(chunks[:written], embeddings[:written], metas[:written], batch)
+        raise RuntimeError("killed between two batches")
+
+    monkeypatch.setattr(store, "_upsert", die)
+    with pytest.raises(RuntimeError):
+        sync(folder, store, embedder)
+    monkeypatch.undo()
+
+
 # -- first sync and no-op re-syncs -----------------------------------------------------------
 
 
@@ -344,16 +358,7 @@ def test_crash_between_upsert_and_delete_is_repaired(tmp_path, docs, chunk_store
 def test_crash_between_two_write_batches_of_a_document_is_repaired(
     docs, chunk_store, hash_embedder, make_chunk_store, monkeypatch
 ):
-    real_upsert = chunk_store._upsert
-
-    def die_after_two_chunks(chunks, embeddings, metas, batch):  # type: ignore[no-untyped-def]
-        real_upsert(chunks[:2], embeddings[:2], metas[:2], batch)
-        raise RuntimeError("killed between two batches")
-
-    monkeypatch.setattr(chunk_store, "_upsert", die_after_two_chunks)
-    with pytest.raises(RuntimeError):
-        sync(docs, chunk_store, hash_embedder)
-    monkeypatch.undo()
+    sync_killed_after(2, docs, chunk_store, hash_embedder, monkeypatch)
 
     # cats.txt, 4 chunks, has 2 written with its current sha256: it must not look current
     assert chunk_store.manifest(source_key(docs)) == {"cats.txt": {PARTIAL + file_sha256(docs / "cats.txt")}}
@@ -481,16 +486,7 @@ def test_a_write_cut_short_leaves_the_contents_without_a_name_until_a_sync(
     sync(docs, chunk_store, hash_embedder)
     named = chunk_store.version()
     (docs / "cats.txt").write_text(sentences("dogs", 3), encoding="utf-8")
-    real_upsert = chunk_store._upsert
-
-    def die_after_one_chunk(chunks, embeddings, metas, batch):  # type: ignore[no-untyped-def]
-        real_upsert(chunks[:1], embeddings[:1], metas[:1], batch)
-        raise RuntimeError("killed midway")
-
-    monkeypatch.setattr(chunk_store, "_upsert", die_after_one_chunk)
-    with pytest.raises(RuntimeError):
-        sync(docs, chunk_store, hash_embedder)
-    monkeypatch.undo()
+    sync_killed_after(1, docs, chunk_store, hash_embedder, monkeypatch)
     assert chunk_store.version() == ""  # what a reader finds after the crash: no name to trust
     reopened = ChunkStore(chunk_store.name, path=chunk_store.path, embedder_name=chunk_store.embedder_name)
     assert reopened.version() == ""

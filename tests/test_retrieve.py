@@ -412,23 +412,30 @@ def test_a_damaged_saved_bm25_index_is_rebuilt_with_a_warning(filled, hash_embed
     assert len(bm25_builds) == 2
 
 
-def test_an_unwritable_bm25_folder_only_costs_a_rebuild(filled, hash_embedder, tmp_path, caplog):
-    blocked = tmp_path / "bm25"
+CACHES = [("bm25_dir", "BM25_KEPT"), ("chunks_dir", "CHUNKS_KEPT")]  # Retriever argument, how many kept
+
+
+@pytest.mark.parametrize(("argument", "kept"), CACHES)
+def test_an_unwritable_cache_folder_only_costs_a_rebuild(filled, hash_embedder, tmp_path, caplog, argument, kept):
+    filled.settle()  # named contents: the chunks are copied too
+    blocked = tmp_path / "cache"
     blocked.write_text("a file where the folder should be")
     with caplog.at_level(logging.WARNING, logger="rag.retrieve"):
-        retriever = Retriever(filled, hash_embedder, bm25_dir=blocked)
+        retriever = Retriever(filled, hash_embedder, **{argument: blocked})
     assert "could not be saved" in caplog.text
     assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
 
 
-def test_only_the_most_recently_used_bm25_indexes_are_kept(chunk_store, hash_embedder, tmp_path):
-    from rag.retrieve import BM25_KEPT
+@pytest.mark.parametrize(("argument", "kept"), CACHES)
+def test_only_the_most_recently_used_are_kept(chunk_store, hash_embedder, tmp_path, argument, kept):
+    import rag.retrieve
 
-    folder = tmp_path / "bm25"
-    for version in range(BM25_KEPT + 2):
+    folder = tmp_path / "cache"
+    for version in range(getattr(rag.retrieve, kept) + 2):
         fill(chunk_store, hash_embedder, {"a.txt": [f"version {version} of the volcano page"]})
-        Retriever(chunk_store, hash_embedder, bm25_dir=folder)
-    assert len(saved_indexes(folder)) == BM25_KEPT
+        chunk_store.settle()
+        Retriever(chunk_store, hash_embedder, **{argument: folder})
+    assert len(saved_indexes(folder)) == getattr(rag.retrieve, kept)
     assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -491,27 +498,6 @@ def test_a_damaged_copy_of_the_chunks_is_read_from_the_store_with_a_warning(
         assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
         assert saved_indexes(folder) == [saved]  # copied again, whole
     assert len(store_reads) == 3
-
-
-def test_an_unwritable_chunks_folder_only_costs_a_read(filled, hash_embedder, tmp_path, store_reads, caplog):
-    blocked = tmp_path / "chunks"
-    blocked.write_text("a file where the folder should be")
-    with caplog.at_level(logging.WARNING, logger="rag.retrieve"):
-        retriever = Retriever(filled, hash_embedder, chunks_dir=blocked)
-    assert "Could not save" in caplog.text
-    assert retriever.search(QUERY, 1)[0].chunk.id == "volcano.txt-0"
-
-
-def test_only_the_most_recently_used_copies_of_the_chunks_are_kept(chunk_store, hash_embedder, tmp_path):
-    from rag.retrieve import CHUNKS_KEPT
-
-    folder = tmp_path / "chunks"
-    for version in range(CHUNKS_KEPT + 2):
-        fill(chunk_store, hash_embedder, {"a.txt": [f"version {version} of the volcano page"]})
-        chunk_store.settle()
-        Retriever(chunk_store, hash_embedder, chunks_dir=folder)
-    assert len(saved_indexes(folder)) == CHUNKS_KEPT
-    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
 
 
 # -- language --------------------------------------------------------------------------------
