@@ -124,7 +124,7 @@ class Assistant:
         self._warm_lock = threading.Lock()
         self._warmed: str | None = None  # the system message whose prefix the LLM holds
         self._ingest_lock = threading.Lock()  # one sync at a time in this process (the index's lock is per process)
-        self.indexing: tuple[int, int] | None = None  # (files done, files to index) while a sync runs
+        self.indexing: tuple[int, int] | None = None  # (files read, files to index) while a sync runs
         self.retriever = Retriever(
             self.store,
             self.embedder,
