@@ -424,13 +424,20 @@ class ChunkStore:
 
 
 def _write_whole(path: Path, text: str) -> None:
-    """Write `path` whole or not at all (a temporary file renamed over it), synced to disk."""
+    """Write `path` whole or not at all (a temporary file renamed over it), synced to disk, the
+    rename too: emptied before a write, the name must not come back after a power cut that the
+    write itself (sqlite syncs its own file) survived."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with temporary.open("w", encoding="utf-8") as out:
         out.write(text)
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class WriteLock:
