@@ -53,7 +53,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 
 from rag.embeddings import Embedder
-from rag.store import ChunkStore, chunk_metadata
+from rag.store import ChunkStore, chunk_metadata, write_whole
 from rag.types import Chunk, Hit
 
 log = logging.getLogger(__name__)
@@ -417,22 +417,16 @@ def stored_chunks(store: ChunkStore, folder: Path | None) -> tuple[list[Chunk], 
         return chunks, ""
     if saved is not None:
         rows = [[getattr(c, f.name) for f in fields(Chunk)[:11]] for c in chunks]
-        _save_whole(saved, lambda out: json.dump(rows, out, ensure_ascii=False), CHUNKS_KEPT)
+        _save_whole(saved, json.dumps(rows, ensure_ascii=False), CHUNKS_KEPT)
     return chunks, version
 
 
-def _save_whole(path: Path, write: Any, kept: int) -> None:
-    """Write `path` through a temporary file renamed to it, so a file under that name is complete;
-    then remove all but the `kept` most recently used of its folder's files. Never raises."""
+def _save_whole(path: Path, text: str, kept: int) -> None:
+    """Write `path` whole or not at all (`write_whole`), then remove all but the `kept` most
+    recently used of its folder's files. Never raises."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                write(out)
-            os.replace(temporary, path)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        write_whole(path, text)
         copies = sorted(
             (p for p in path.parent.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime
         )

@@ -35,6 +35,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -310,7 +311,7 @@ class ChunkStore:
         file = self._version_file()
         if file is not None and (self._unnamed or not self.version()):
             try:
-                _write_whole(file, uuid.uuid4().hex)
+                write_whole(file, uuid.uuid4().hex)
             except OSError as exc:  # only costs readers their copies
                 log.warning("Could not name the index's contents in %s (%s); it will be read whole.", file, exc)
                 return
@@ -320,7 +321,7 @@ class ChunkStore:
         """Before a write: the contents lose their name until `settle`."""
         file = self._version_file()
         if file is not None and not self._unnamed:
-            _write_whole(file, "")
+            write_whole(file, "")
             self._unnamed = True
 
     # -- writes (idempotent: any of them can be repeated after a crash) -------------------
@@ -423,16 +424,19 @@ class ChunkStore:
         return missing
 
 
-def _write_whole(path: Path, text: str) -> None:
-    """Write `path` whole or not at all (a temporary file renamed over it), synced to disk, the
-    rename too: emptied before a write, the name must not come back after a power cut that the
-    write itself (sqlite syncs its own file) survived."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
+def write_whole(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a temporary file, synced, renamed over it, and the rename
+    synced too (the version file, emptied before a write, must not come back after a power cut
+    that the write itself survived: sqlite syncs its own file)."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)

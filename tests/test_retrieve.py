@@ -436,7 +436,7 @@ def test_only_the_most_recently_used_are_kept(chunk_store, hash_embedder, tmp_pa
         chunk_store.settle()
         Retriever(chunk_store, hash_embedder, **{argument: folder})
     assert len(saved_indexes(folder)) == getattr(rag.retrieve, kept)
-    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary file or folder left
 
 
 # -- the copy of the stored chunks ---------------------------------------------------------------
