@@ -378,13 +378,15 @@ class Answerer:
                 break
             if not cited:
                 cited = self._best_source(text, sources)
-            ok, score = self._supported(text, cited, sources, all_texts, system, written) if cited else (False, 0.0)
+            ok, score = (
+                self._supported(question, text, cited, sources, all_texts, system, written) if cited else (False, 0.0)
+            )
             if not ok and cited and not novel_numbers(text, all_texts):
                 # The small model often states a fact right but cites the neighbouring source:
                 # check the source whose sentence is closest to the claim before dropping it.
                 other = self._best_source(text, sources, cited)
                 if other:
-                    ok, score = self._supported(text, other, sources, all_texts, system, written)
+                    ok, score = self._supported(question, text, other, sources, all_texts, system, written)
                     cited = other if ok else cited
             sentences.append(Sentence(text=text, citations=tuple(cited), supported=ok, support=score))
         answer.sentences = sentences
@@ -511,6 +513,7 @@ class Answerer:
 
     def _supported(
         self,
+        question: str,
         sentence: str,
         cited: Sequence[int],
         sources: Sequence[Chunk],
@@ -518,7 +521,7 @@ class Answerer:
         system: str,
         language: str = "",
     ) -> tuple[bool, float]:
-        """(kept, best P(yes)) for one sentence and its cited sources."""
+        """(kept, best P(yes)) for one sentence (answering `question`) and its cited sources."""
         cited_texts = [sources[n - 1].text for n in cited]
         # A figure found in no source is invented, whatever the model thinks of it.
         if novel_numbers(sentence, all_texts):
@@ -533,7 +536,7 @@ class Answerer:
         best = 0.0
         for n in cited:
             evidence = self._evidence(sentence, sources[n - 1])
-            prompt = prompts.SUPPORT.format(evidence=evidence, sentence=sentence, number=n)
+            prompt = prompts.SUPPORT.format(question=question, evidence=evidence, sentence=sentence, number=n)
             best = max(
                 best,
                 self.llm.yes_probability([{"role": "system", "content": system}, {"role": "user", "content": prompt}]),

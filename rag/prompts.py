@@ -103,8 +103,12 @@ QUESTION_WITH_POINTERS = """Question: {question}
 The answer is most likely in {pointers}.
 Answer in {language}, using the sources."""
 
-# The support check: asked with the same system message, so only these tokens are new.
-SUPPORT = """Source [{number}] says: "{evidence}"
+# The support check: asked with the same system message, so only these tokens are new. It starts
+# as the fit check does (the question, the evidence, the answer), so that after a one-sentence
+# answer's support check the server reads only the fit check's last line (the fit check's own
+# wording and order are kept: reordering it changed its verdicts, see the README).
+SUPPORT = """Question: {question}
+Source [{number}] says: "{evidence}"
 Proposed answer: {sentence}
 Does source [{number}] state this answer? Reply Yes or No."""
 

@@ -147,7 +147,7 @@ def test_sentences_past_the_first_two_supported_ones_are_neither_checked_nor_sho
     assert answer.text == "Parler abandonné plainte Amazon. [1] Parler refuge Epik hébergeur. [2]"
     assert [s.text for s in answer.sentences] == ["Parler abandonné plainte Amazon.", "Parler refuge Epik hébergeur."]
     assert "evil.example" not in str(answer.to_dict()["unsupported"]) and "evil.example" in answer.raw_text
-    support_checks = [call for call in llm.calls if call[-1]["content"].startswith("Source [")]
+    support_checks = [call for call in llm.calls if "\nDoes source [" in call[-1]["content"]]
     assert len(support_checks) == 2  # the third sentence cost no check
     # an unsupported sentence does not count: the next one may take its place
     _, later = run(ScriptedLLM([f"Il neigera sur Paris [1]. {reply}"]), support_threshold=0.6)
@@ -200,7 +200,7 @@ def test_sentence_citing_the_wrong_source_is_re_cited_to_the_one_that_states_it(
     assert answer.text == "Il pleuvra demain sur Lyon. [3]"
     assert [c.number for c in answer.citations] == [3]
     checks = [call[-1]["content"] for call in llm.calls[1:]]
-    assert [c.split("]")[0] for c in checks[:2]] == ["Source [1", "Source [3"]
+    assert [c.split("\n")[1].split("]")[0] for c in checks[:2]] == ["Source [1", "Source [3"]
     assert checks[2].startswith('Question: Why?\nSource [3] says: "Il pleuvra demain sur Lyon."\n')  # the fit check
 
 
@@ -241,6 +241,19 @@ def test_support_check_quotes_the_cited_evidence() -> None:
     run(llm)
     check = llm.calls[1][-1]["content"]
     assert 'Source [2] says: "Parler a trouvé refuge chez Epik' in check
+
+
+def test_fit_check_repeats_a_one_sentence_answers_support_check_but_for_its_last_line() -> None:
+    # so the server, which keeps the support check's prompt in its KV cache, reads only that line
+    llm = ScriptedLLM(["Parler found refuge chez Epik [2]."])
+    _, answer = run(llm, question="Who took Parler in?")
+    check, fit = (call[-1]["content"] for call in llm.calls[1:])
+    assert not answer.abstained
+    assert llm.calls[1][0] == llm.calls[2][0]  # under the same system message
+    head, last = check.rsplit("\n", 1)
+    assert fit.startswith(head + "\n") and fit != check
+    assert head.startswith("Question: Who took Parler in?\nSource [2] says:")
+    assert last == "Does source [2] state this answer? Reply Yes or No."
 
 
 def test_pointer_style_names_the_key_sources_without_quoting_them() -> None:
@@ -327,7 +340,8 @@ def test_third_language_not_found_is_answered_in_english_checked_then_translated
     assert f"\nQuestion: {ES_QUESTION}\nAnswer in English" in second
     assert first.split("Question: ")[0] == second.split("Question: ")[0]  # the same key passage, the same slot
     assert llm.slots_used == [0, 0, 0]  # both answers and the translation: a server with one slot
-    assert check.startswith("Source [2] says:")  # the English sentence is checked
+    assert check.startswith(f"Question: {ES_QUESTION}\nSource [2] says:")  # the English sentence is checked
+    assert "\nProposed answer: Parler found refuge" in check
     assert fit.startswith(f"Question: {ES_QUESTION}\nSource [2] says:")  # and fits the question
     assert "\nProposed answer: Parler found refuge" in fit
     assert "into Spanish" in translate and "Parler found refuge chez Epik, un autre hébergeur." in translate
