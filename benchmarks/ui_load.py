@@ -104,9 +104,10 @@ def serve(args: argparse.Namespace) -> None:
                 time.sleep(args.token_delay)
                 yield piece
 
-        def yes_probability(self, messages: list[Message]) -> float:
+        def yes_probability(self, messages: list[Message], slot: int = 0) -> float:
             self.calls.clear()
-            return super().yes_probability(messages)
+            self.check_slots.clear()
+            return super().yes_probability(messages, slot)
 
     data = Path(args.serve)
     settings = Settings(index_dir=data / "index", data_dir=data / "data", ui_host="127.0.0.1", ui_port=args.port)

@@ -22,7 +22,10 @@ The pipeline for one (standalone) question over a list of source chunks:
 3. Each sentence is checked against its cited sources:
    - a figure that appears in no source fails it at once (the model's typical invention);
    - otherwise the model is asked, with the same cached system message, whether the cited
-     source states the sentence, and P("Yes") must reach the threshold (stricter when the
+     source states the sentence (`check_messages`: where the source's passage block is held in
+     an LLM slot, there, opening as the answer's prompt did with the whole passage quoted, so
+     only the sentence and the last line are new; else in slot 0, its closest sentences quoted),
+     and P("Yes") must reach the threshold (stricter when the
      sentence names someone or something, or states a figure, that its cited source does not
      mention, even if another source does; in German,
      where every noun is capitalised, only name- or acronym-shaped words count). Figures
@@ -32,7 +35,8 @@ The pipeline for one (standalone) question over a list of source chunks:
      neighbouring passage of the right one. If that source supports it, it is cited instead.
 4. The fit check: the sentences that pass are shown to the model once more, beside the
    question and the evidence of their first citation: does this answer give what the
-   question asks for? Below `fit_threshold` the answer is withdrawn (a sentence can be
+   question asks for? Its prompt is the support check's but for the last line, so after a
+   one-sentence answer the server reads only that line. Below `fit_threshold` the answer is withdrawn (a sentence can be
    true of its source and answer another question).
 5. Sentences that pass make `Answer.text`; the rest go to `Answer.unsupported`. No
    sentence left, a NOT_FOUND reply or a failed fit check means abstention: the shared
@@ -183,7 +187,8 @@ class Answerer:
         checked = time.perf_counter()
         if self.config.verify:
             yield Status("Checking citations")
-        answer = self.check(question, completion.text, sources, language, system, written)
+        in_slots = self._quotes_passage(quote)
+        answer = self.check(question, completion.text, sources, language, system, written, in_slots)
         timings["check_s"] = time.perf_counter() - checked
         answer.key_passages = keys[:1]
         for key in keys[1 : 1 + self.config.retry_passages]:
@@ -210,7 +215,7 @@ class Answerer:
             _add_usage(usage, completion)
             if self.config.verify:
                 yield Status("Checking citations")
-            retried = self.check(question, completion.text, sources, language, system, written)
+            retried = self.check(question, completion.text, sources, language, system, written, in_slots)
             timings["retry_passages_s"] = timings.get("retry_passages_s", 0.0) + time.perf_counter() - again
             tried = [*answer.key_passages, key]
             answer = answer if retried.abstained else retried
@@ -352,8 +357,10 @@ class Answerer:
         language: str,
         system: str,
         written_in: str | None = None,
+        in_slots: bool = False,
     ) -> Answer:
-        """`raw` (the model's reply, in `written_in`, by default `language`) parsed and checked."""
+        """`raw` (the model's reply, in `written_in`, by default `language`) parsed and checked.
+        `in_slots`: the sources' passage blocks are held in LLM slots (see `check_messages`)."""
         shown = [citation_for(i, c) for i, c in enumerate(sources, 1)]
         answer = Answer(question=question, text="", citations=[], abstained=True, language=language, raw_text=raw)
         answer.sources = shown
@@ -379,14 +386,16 @@ class Answerer:
             if not cited:
                 cited = self._best_source(text, sources)
             ok, score = (
-                self._supported(question, text, cited, sources, all_texts, system, written) if cited else (False, 0.0)
+                self._supported(question, text, cited, sources, all_texts, system, written, in_slots)
+                if cited
+                else (False, 0.0)
             )
             if not ok and cited and not novel_numbers(text, all_texts):
                 # The small model often states a fact right but cites the neighbouring source:
                 # check the source whose sentence is closest to the claim before dropping it.
                 other = self._best_source(text, sources, cited)
                 if other:
-                    ok, score = self._supported(question, text, other, sources, all_texts, system, written)
+                    ok, score = self._supported(question, text, other, sources, all_texts, system, written, in_slots)
                     cited = other if ok else cited
             sentences.append(Sentence(text=text, citations=tuple(cited), supported=ok, support=score))
         answer.sentences = sentences
@@ -396,7 +405,7 @@ class Answerer:
             return self._abstain(answer, "no sentence of the reply is supported by its cited source")
         if self.config.verify and self.config.fit_threshold > 0:
             # Each sentence may be true of its source and still not answer the question.
-            answer.fit = self.fits(question, kept, sources, system)
+            answer.fit = self.fits(question, kept, sources, system, in_slots)
             if answer.fit < self.config.fit_threshold:
                 answer.withdrawn = [s.text for s in kept]
                 return self._abstain(
@@ -408,14 +417,39 @@ class Answerer:
         answer.abstained = False
         return answer
 
-    def fits(self, question: str, kept: Sequence[Sentence], sources: Sequence[Chunk], system: str) -> float:
+    def fits(
+        self, question: str, kept: Sequence[Sentence], sources: Sequence[Chunk], system: str, in_slots: bool = False
+    ) -> float:
         """P(yes) that the kept sentences give what `question` asks for (asked under the cached system
-        message, with the source sentences closest to the answer in its first cited source quoted)."""
+        message, with the evidence of their first cited source quoted, see `check_messages`)."""
         text = " ".join(s.text for s in kept)
-        number = kept[0].citations[0]
-        evidence = self._evidence(text, sources[number - 1])
-        prompt = prompts.FIT.format(question=question, number=number, evidence=evidence, answer=text)
-        return self.llm.yes_probability([{"role": "system", "content": system}, {"role": "user", "content": prompt}])
+        messages, slot = self.check_messages("fit", question, text, kept[0].citations[0], sources, system, in_slots)
+        return self.llm.yes_probability(messages, slot)
+
+    def check_messages(
+        self, kind: str, question: str, claim: str, number: int, sources: Sequence[Chunk], system: str, in_slots: bool
+    ) -> tuple[list[Message], int]:
+        """The prompt of a "support" or "fit" check of `claim` against source `number`, and its LLM
+        slot. Where that source's passage block is held in slot `number` (`in_slots`, and the server
+        has that slot), the prompt opens as the answer's did there, the whole passage quoted, so only
+        the proposed answer and the last line are new; else it is asked in slot 0, with the source's
+        sentences closest to the claim quoted. Either way it starts with the question, the evidence
+        and the claim, so a one-sentence answer's fit check shares all but its last line with the
+        support check before it."""
+        source = sources[number - 1]
+        if in_slots and number < self.llm.slots:
+            passage = " ".join(source.text.split())  # as `passage_message` quotes it
+            template = prompts.SUPPORT_IN_PASSAGE if kind == "support" else prompts.FIT_IN_PASSAGE
+            user = template.format(number=number, passage=passage, question=question, answer=claim)
+            slot = number
+        else:
+            evidence = self._evidence(claim, source)
+            if kind == "support":
+                user = prompts.SUPPORT.format(question=question, number=number, evidence=evidence, sentence=claim)
+            else:
+                user = prompts.FIT.format(question=question, number=number, evidence=evidence, answer=claim)
+            slot = 0
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}], slot
 
     def _evidence(self, claim: str, source: Chunk) -> str:
         """What a check quotes of `source`: its two sentences closest to `claim` (all of it without an embedder)."""
@@ -520,6 +554,7 @@ class Answerer:
         all_texts: list[str],
         system: str,
         language: str = "",
+        in_slots: bool = False,
     ) -> tuple[bool, float]:
         """(kept, best P(yes)) for one sentence (answering `question`) and its cited sources."""
         cited_texts = [sources[n - 1].text for n in cited]
@@ -535,12 +570,8 @@ class Answerer:
             threshold = max(threshold, STRICT_SUPPORT)
         best = 0.0
         for n in cited:
-            evidence = self._evidence(sentence, sources[n - 1])
-            prompt = prompts.SUPPORT.format(question=question, evidence=evidence, sentence=sentence, number=n)
-            best = max(
-                best,
-                self.llm.yes_probability([{"role": "system", "content": system}, {"role": "user", "content": prompt}]),
-            )
+            messages, slot = self.check_messages("support", question, sentence, n, sources, system, in_slots)
+            best = max(best, self.llm.yes_probability(messages, slot))
             if best >= threshold:
                 return True, best
         return False, best

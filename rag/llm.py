@@ -22,8 +22,9 @@ reuses its longest common prefix, so a fixed system prefix (instructions + sourc
 read once and each later question pays only for its own tokens. The embedded server has
 `RAG_LLM_SLOTS` slots, each with its own KV cache in one shared pool; a request names its
 slot (`id_slot`). Slot 0 takes every request but the small-set answers with a quoted key
-passage: slot k keeps the prefix followed by passage k's block, so a question whose key
-passage is k pays only for its own words. `hold` puts a prompt into a slot: the embedded
+passage and the checks of sentences citing it: slot k keeps the prefix followed by passage
+k's block, so a question whose key passage is k, and a check quoting passage k, pay only
+for their own words. `hold` puts a prompt into a slot: the embedded
 server saves each state it reads to a file named by the prompt's hash (llama.cpp's slot
 save / restore, ~25 MB and ~10 ms for the seed prefix, against ~25 s to read it), so a slot
 starts from a copy of the shared prefix, and a restarted app restores its slots instead of
@@ -83,8 +84,8 @@ class LLM(ABC):
         (0 to `slots` - 1) is the KV cache to use, where the server has several."""
 
     @abstractmethod
-    def yes_probability(self, messages: list[Message]) -> float:
-        """P(the reply starts with "Yes") among Yes/No, in [0, 1]."""
+    def yes_probability(self, messages: list[Message], slot: int = 0) -> float:
+        """P(the reply starts with "Yes") among Yes/No, in [0, 1]; `slot` as in `stream`."""
 
     def complete(self, messages: list[Message], max_tokens: int, slot: int = 0) -> Completion:
         result = Completion()
@@ -271,19 +272,19 @@ class OpenAILLM(LLM):
                     ) from exc
                 self._retry_or_raise(exc, attempt)
 
-    def yes_probability(self, messages: list[Message]) -> float:
+    def yes_probability(self, messages: list[Message], slot: int = 0) -> float:
         if self._logprobs_ok:
             try:
-                return self._yes_from_logprobs(messages)
+                return self._yes_from_logprobs(messages, slot)
             except LLMError:
                 raise
             except Exception as exc:  # server without logprobs support: fall back to text
                 log.info("logprobs unavailable (%s); using the Yes/No text instead", exc)
                 self._logprobs_ok = False
-        reply = self.complete(messages, max_tokens=2).text.strip().lower()
+        reply = self.complete(messages, max_tokens=2, slot=slot).text.strip().lower()
         return 1.0 if reply.startswith(("yes", "oui", "ja", "sí", "si")) else 0.0
 
-    def _yes_from_logprobs(self, messages: list[Message]) -> float:
+    def _yes_from_logprobs(self, messages: list[Message], slot: int = 0) -> float:
         import openai
 
         def reply() -> Iterator[Any]:
@@ -294,7 +295,7 @@ class OpenAILLM(LLM):
                 temperature=0,
                 logprobs=True,
                 top_logprobs=10,
-                extra_body=self._extra(),
+                extra_body=self._extra(slot),
             )
 
         attempt = _Attempt(time.monotonic() + self.deadline)
@@ -697,6 +698,7 @@ class ScriptedLLM(LLM):
         self.slots = slots
         self.calls: list[list[Message]] = []
         self.slots_used: list[int] = []  # the slot of each `stream` call
+        self.check_slots: list[int] = []  # the slot of each `yes_probability` call
         self.held: list[tuple[int, str, str | None]] = []  # (slot, user turn, user turn of `after`)
         self.held_messages: list[list[Message]] = []  # the prompt of each hold
 
@@ -725,15 +727,16 @@ class ScriptedLLM(LLM):
         self.held.append((slot, messages[-1]["content"], after[-1]["content"] if after else None))
         self.held_messages.append(messages)
 
-    def yes_probability(self, messages: list[Message]) -> float:
+    def yes_probability(self, messages: list[Message], slot: int = 0) -> float:
         import re
 
         from rag.citations import fold
 
         self.calls.append(messages)
+        self.check_slots.append(slot)
         system, user = messages[0]["content"], messages[-1]["content"]
         stems = lambda text, n=5: {fold(w)[:n] for w in re.findall(r"\w{4,}", text)}  # noqa: E731
-        fit = re.search(r"^Question: (.*)\n(?:.*\n)?Proposed answer: (.*)\nDoes the proposed answer give", user)
+        fit = re.search(r"^Question: (.*)\n(?:.*\n)?Proposed answer: (.*)\nDoes the proposed answer give", user, re.M)
         if fit:
             asked = stems(fit.group(1), 4)
             return 0.9 if not asked or asked & stems(fit.group(2), 4) else 0.1

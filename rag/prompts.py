@@ -121,6 +121,21 @@ Source [{number}] says: "{evidence}"
 Proposed answer: {answer}
 Does the proposed answer give what the question asks for? Reply Yes or No."""
 
+# The same two checks where the cited source's passage block is held in its own LLM slot (the
+# small-set path, see QUESTION_WITH_PASSAGE): they open as that passage's answer prompt does, with
+# the whole passage quoted, so the server reads only what follows the question.
+SUPPORT_IN_PASSAGE = """Key passage from the sources:
+[{number}] "{passage}"
+Question: {question}
+Proposed answer: {answer}
+Does source [{number}] state this answer? Reply Yes or No."""
+
+FIT_IN_PASSAGE = """Key passage from the sources:
+[{number}] "{passage}"
+Question: {question}
+Proposed answer: {answer}
+Does the proposed answer give what the question asks for? Reply Yes or No."""
+
 # An answer written in English for a question in a third language, one sentence at a time,
 # asked under the same system message (so the cached prefix stays in the server's KV cache).
 TRANSLATE = """Translate this sentence into {language}. Keep names as they are. Reply with the translation only.
