@@ -64,7 +64,8 @@ def main() -> int:
         else:
             facts = records[row["id"]].get("facts", [])
             label = "right" if answer_correct(" ".join(s.text for s in kept), facts) else "wrong"
-        p = answerer.fits(row["standalone_question"], kept, chunks, system)
+        # as the small-set path asks it: in the slot of the cited passage where it has one
+        p = answerer.fits(row["standalone_question"], kept, chunks, system, in_slots=True)
         out.append({"id": row["id"], "label": label, "fit": round(p, 3)})
         print(f"{row['id']:28s} {label:12s} {p:.3f}", flush=True)
 
