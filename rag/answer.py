@@ -36,8 +36,8 @@ The pipeline for one (standalone) question over a list of source chunks:
 4. The fit check: the sentences that pass are shown to the model once more, beside the
    question and the evidence of their first citation: does this answer give what the
    question asks for? Its prompt is the support check's but for the last line, so after a
-   one-sentence answer the server reads only that line. Below `fit_threshold` the answer is withdrawn (a sentence can be
-   true of its source and answer another question).
+   one-sentence answer the server reads only that line. Below `fit_threshold` the answer is
+   withdrawn (a sentence can be true of its source and answer another question).
 5. Sentences that pass make `Answer.text`; the rest go to `Answer.unsupported`. No
    sentence left, a NOT_FOUND reply or a failed fit check means abstention: the shared
    "cannot answer" phrase in the question's language and no citations.
@@ -133,10 +133,14 @@ def system_message(sources: Sequence[Chunk]) -> str:
 
 def passage_message(number: int, source: Chunk, question: str, language_name: str) -> str:
     """The user turn of the "passage" excerpt style: source `number` quoted, then the question."""
-    passage = " ".join(source.text.split())
     return prompts.QUESTION_WITH_PASSAGE.format(
-        number=number, passage=passage, question=question, language=language_name
+        number=number, passage=quoted(source), question=question, language=language_name
     )
+
+
+def quoted(source: Chunk) -> str:
+    """A source's text as a prompt opening with its passage block quotes it (one line)."""
+    return " ".join(source.text.split())
 
 
 class Answerer:
@@ -438,9 +442,8 @@ class Answerer:
         support check before it."""
         source = sources[number - 1]
         if in_slots and number < self.llm.slots:
-            passage = " ".join(source.text.split())  # as `passage_message` quotes it
             template = prompts.SUPPORT_IN_PASSAGE if kind == "support" else prompts.FIT_IN_PASSAGE
-            user = template.format(number=number, passage=passage, question=question, answer=claim)
+            user = template.format(number=number, passage=quoted(source), question=question, answer=claim)
             slot = number
         else:
             evidence = self._evidence(claim, source)

@@ -93,10 +93,11 @@ Answer in {language}, using the sources."""
 
 # The passage holding the source sentence closest to the question, quoted before it: one of N
 # fixed blocks, so the server can keep each block's KV state and a question pays only for itself.
-QUESTION_WITH_PASSAGE = """Key passage from the sources:
+PASSAGE_OPENING = """Key passage from the sources:
 [{number}] "{passage}"
 Question: {question}
-Answer in {language}, using the sources."""
+"""
+QUESTION_WITH_PASSAGE = PASSAGE_OPENING + "Answer in {language}, using the sources."
 
 # The same, pointing at the sources of those sentences instead of quoting them (a few tokens).
 QUESTION_WITH_POINTERS = """Question: {question}
@@ -124,17 +125,13 @@ Does the proposed answer give what the question asks for? Reply Yes or No."""
 # The same two checks where the cited source's passage block is held in its own LLM slot (the
 # small-set path, see QUESTION_WITH_PASSAGE): they open as that passage's answer prompt does, with
 # the whole passage quoted, so the server reads only what follows the question.
-SUPPORT_IN_PASSAGE = """Key passage from the sources:
-[{number}] "{passage}"
-Question: {question}
-Proposed answer: {answer}
-Does source [{number}] state this answer? Reply Yes or No."""
-
-FIT_IN_PASSAGE = """Key passage from the sources:
-[{number}] "{passage}"
-Question: {question}
-Proposed answer: {answer}
-Does the proposed answer give what the question asks for? Reply Yes or No."""
+SUPPORT_IN_PASSAGE = (
+    PASSAGE_OPENING + "Proposed answer: {answer}\nDoes source [{number}] state this answer? Reply Yes or No."
+)
+FIT_IN_PASSAGE = (
+    PASSAGE_OPENING
+    + "Proposed answer: {answer}\nDoes the proposed answer give what the question asks for? Reply Yes or No."
+)
 
 # An answer written in English for a question in a third language, one sentence at a time,
 # asked under the same system message (so the cached prefix stays in the server's KV cache).
