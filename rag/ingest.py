@@ -130,17 +130,18 @@ def sync_folder(
                 if rel in indexed:  # it was indexed before and is now unreadable: keep nothing stale
                     store.delete_document(source, rel)
                     report.removed.append(rel)
-                continue
-            doc = _with_source(doc, source, sha)
-            chunks = chunk_document(doc, chunk_tokens, window_tokens)
-            (report.updated if rel in indexed else report.added).append(rel)
-            pending.docs.append((rel, sha, chunks))
-            if pending.size >= flush_chunks:
-                _flush(pending, store, embedder, source, report)
-            if progress:
-                progress(done, len(todo), rel)
-            if bar is not None:
-                bar.update(1)
+            else:
+                doc = _with_source(doc, source, sha)
+                chunks = chunk_document(doc, chunk_tokens, window_tokens)
+                (report.updated if rel in indexed else report.added).append(rel)
+                pending.docs.append((rel, sha, chunks))
+                if pending.size >= flush_chunks:
+                    _flush(pending, store, embedder, source, report)
+            finally:  # a skipped file counts as read too, so the count reaches the total
+                if progress:
+                    progress(done, len(todo), rel)
+                if bar is not None:
+                    bar.update(1)
         _flush(pending, store, embedder, source, report)
         if bar is not None:
             bar.close()

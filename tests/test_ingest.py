@@ -409,6 +409,16 @@ def test_progress_callback_counts_files_to_do(docs, chunk_store, hash_embedder):
     assert [(done, total) for done, total, _ in calls] == [(1, 3), (2, 3), (3, 3)]
 
 
+def test_progress_counts_a_skipped_file_as_read(docs, chunk_store, hash_embedder, caplog):
+    (docs / "broken.pdf").write_bytes(b"\x00\x01 not a pdf")
+    calls: list[tuple[int, int, str]] = []
+    with caplog.at_level(logging.WARNING):
+        report = sync_folder(docs, chunk_store, hash_embedder, chunk_tokens=TOKENS, progress=lambda *a: calls.append(a))
+    assert list(report.skipped) == ["broken.pdf"]
+    assert [(done, total) for done, total, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert "broken.pdf" in {path for *_, path in calls}
+
+
 # -- window vectors ------------------------------------------------------------------------
 
 
