@@ -277,13 +277,14 @@ class Answerer:
         messages: list[Message] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         held: str | None = ""  # text held back while it could still be the NOT_FOUND token
         pieces = self.llm.stream(messages, self.config.max_tokens, completion, slot)
+        cut_short = False
         try:
             for piece in pieces:
                 if "first_token_s" not in timings:
                     timings["first_token_s"] = time.perf_counter() - started
                 cut = self._enough(completion.text)
                 if cut is not None:
-                    completion.text = cut
+                    completion.text, cut_short = cut, True
                     break
                 if held is not None:
                     held += piece
@@ -297,6 +298,8 @@ class Answerer:
             close = getattr(pieces, "close", None)
             if close is not None:
                 close()  # a reply cut short: the server stops writing it
+        if cut_short:
+            self.llm.cut()  # the server is still writing: e5 waits for it (`LLM.settle`)
         timings["generation_s"] = time.perf_counter() - started
 
     def _enough(self, reply: str) -> str | None:

@@ -120,6 +120,7 @@ class Assistant:
             embedder_name=index_name(self.embedder.name, s.window_tokens),
         )
         self._llm = llm
+        self.embedder.before_run = self._settle_llm  # e5 and the local LLM share the cores
         self._answerer_obj: Answerer | None = None
         self._warm_lock = threading.Lock()
         self._warmed: str | None = None  # the system message whose prefix the LLM holds
@@ -137,6 +138,11 @@ class Assistant:
         )
 
     # -- collaborators -------------------------------------------------------------------
+
+    def _settle_llm(self) -> None:
+        """Before e5 runs: let the LLM server finish a reply cut short (`LLM.settle`), if it was started."""
+        if self._llm is not None:
+            self._llm.settle()
 
     @property
     def llm(self) -> LLM:

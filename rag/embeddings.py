@@ -22,7 +22,7 @@ import re
 import threading
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +38,9 @@ class Embedder(ABC):
     name: str = "embedder"
     dim: int = 0
     batch_size: int = 32
+    # called before each embedding run: the Assistant lets its local LLM server finish a reply cut
+    # short first, as the two share the cores (see `LLM.settle`)
+    before_run: Callable[[], None] | None = None
 
     @abstractmethod
     def _embed(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
@@ -57,6 +60,8 @@ class Embedder(ABC):
         unique = list(dict.fromkeys(texts))
         if not unique:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.before_run is not None:
+            self.before_run()
         rows = [self._embed(unique[i : i + self.batch_size], is_query) for i in range(0, len(unique), self.batch_size)]
         matrix = np.vstack(rows).astype(np.float32, copy=False)
         index = {text: i for i, text in enumerate(unique)}

@@ -98,6 +98,15 @@ class LLM(ABC):
         `messages` extends, whose state a server that keeps states may start from."""
         self.complete(messages, 1, slot)
 
+    def cut(self) -> None:
+        """Note that the caller stopped reading a reply before its end (see `settle`)."""
+        return None
+
+    def settle(self) -> None:
+        """Return once the server has stopped writing the replies cut short, before this process
+        uses the cores itself. A remote server's work does not slow this process: nothing to wait for."""
+        return None
+
 
 # -- faults: timeouts, retries, backoff --------------------------------------------------------
 
@@ -516,6 +525,25 @@ class EmbeddedServer:
             return False
         return True
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no slot is processing a request (polling the main loop's GET /slots), at most
+        `timeout` seconds; whether it went idle."""
+        import httpx
+
+        ends = time.monotonic() + timeout
+        url = f"http://{self.host}:{self.port}/slots"
+        while True:
+            try:
+                wait = max(ends - time.monotonic(), 0.1)
+                slots = httpx.get(url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=wait).json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            if not any(isinstance(s, dict) and s.get("is_processing") for s in slots):
+                return True
+            if time.monotonic() >= ends:
+                return False
+            time.sleep(IDLE_POLL)
+
     def alive(self) -> bool:
         """Started, not stopped, and its port accepts a connection."""
         if self._server is None or not self.port:
@@ -526,6 +554,9 @@ class EmbeddedServer:
         except OSError:
             return False
 
+
+IDLE_POLL = 0.02  # seconds between two looks at the embedded server's slots
+SETTLE_TIMEOUT = 0.5  # longest wait for the embedded server to stop a reply cut short
 
 _embedded: EmbeddedServer | None = None
 _embedded_lock = threading.Lock()
@@ -620,6 +651,7 @@ class EmbeddedLLM(OpenAILLM):
         self.server = embedded_server(settings)
         self.slots = self.server.slots
         self._restart_lock = threading.Lock()
+        self._cut_at: float | None = None  # when a reply was last cut short (see `settle`)
         super().__init__(
             self.server.base_url,
             self.server.api_key,
@@ -640,6 +672,21 @@ class EmbeddedLLM(OpenAILLM):
             server.slot_action(slot, "restore", server.state_name(after))  # else the slot reads it all
         self.complete(messages, 1, slot)
         server.slot_action(slot, "save", name)
+
+    def cut(self) -> None:
+        self._cut_at = time.monotonic()
+
+    def settle(self) -> None:
+        """After a reply cut short, wait until the server has stopped writing it (`SETTLE_TIMEOUT`
+        after the cut at most; nothing to do later than that, or without a cut). The server
+        notices the closed connection only when it sends its next token, and the token or two it
+        computes meanwhile hold both cores: an e5 query embedded then took 1.4 s instead of 15 ms,
+        both sides' threads waiting at each other's barriers (after 7 of the seed set's 23 NOT_FOUND
+        replies). Called before e5 runs (`Embedder.before_run`: the next question's search, the
+        checks' sentence vectors), so a person typing the next question never waits for it."""
+        cut_at, self._cut_at = self._cut_at, None
+        if cut_at is not None and (left := cut_at + SETTLE_TIMEOUT - time.monotonic()) > 0:
+            self.server.wait_idle(left)
 
     def _recover(self, exc: Exception, ends: float) -> bool:
         import openai
@@ -701,6 +748,8 @@ class ScriptedLLM(LLM):
         self.check_slots: list[int] = []  # the slot of each `yes_probability` call
         self.held: list[tuple[int, str, str | None]] = []  # (slot, user turn, user turn of `after`)
         self.held_messages: list[list[Message]] = []  # the prompt of each hold
+        self.cuts = 0  # replies cut short (`cut`)
+        self.settles = 0  # calls of `settle`
 
     def enqueue(self, *replies: str) -> None:
         self.replies.extend(replies)
@@ -720,6 +769,12 @@ class ScriptedLLM(LLM):
             result.text += piece
             result.completion_tokens += 1
             yield piece
+
+    def cut(self) -> None:
+        self.cuts += 1
+
+    def settle(self) -> None:
+        self.settles += 1
 
     def hold(self, messages: list[Message], slot: int = 0, after: list[Message] | None = None) -> None:
         """Recorded in `held` only: `calls` and the scripted replies are the answers' and checks'

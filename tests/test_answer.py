@@ -189,9 +189,12 @@ def test_the_model_is_stopped_at_the_first_word_past_the_spare_sentence() -> Non
     assert answer.usage["completion_tokens"] == len(kept.split(" ")) + 1  # the word "Parler" after it
     assert "racheté" not in "".join(e.text for e in events if isinstance(e, Token))
     assert answer.text == "Parler abandonné plainte Amazon. [1] Parler refuge Epik hébergeur. [2]"
-    # with no cap on the sentences, the whole reply is read
-    _, whole = run(ScriptedLLM([f"{kept} Parler fut racheté [1]."]), support_threshold=0.1, max_sentences=0)
+    assert llm.cuts == 1  # e5's next use waits for the server to stop writing (LLM.settle)
+    # with no cap on the sentences, the whole reply is read, and there is nothing to wait for
+    whole_llm = ScriptedLLM([f"{kept} Parler fut racheté [1]."])
+    _, whole = run(whole_llm, support_threshold=0.1, max_sentences=0)
     assert whole.raw_text.endswith("racheté [1].") and len(whole.sentences) == 4
+    assert whole_llm.cuts == 0
 
 
 def test_the_model_is_stopped_at_a_not_found_wherever_it_stands() -> None:
@@ -199,6 +202,7 @@ def test_the_model_is_stopped_at_a_not_found_wherever_it_stands() -> None:
     events, answer = run(llm, retry_passages=0)
     assert answer.abstained and answer.usage["completion_tokens"] == 1
     assert not [e for e in events if isinstance(e, Token)]
+    assert llm.cuts == 1
     later = ScriptedLLM(["Parler abandonné plainte Amazon [1]. NOT_FOUND and then much more text follows here."])
     _, answer = run(later, retry_passages=0)
     assert answer.abstained and answer.raw_text.endswith("NOT_FOUND")

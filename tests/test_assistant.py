@@ -35,6 +35,20 @@ def test_ask_answers_with_checked_citation_into_the_seed(make_assistant) -> None
     assert set(answer.timings) >= {"retrieval_s", "first_token_s", "total_s"}
 
 
+def test_e5_lets_a_reply_cut_short_finish_before_it_runs(make_assistant) -> None:  # type: ignore[no-untyped-def]
+    llm = ScriptedLLM(["NOT_FOUND and more words the server was still writing", SEED_ANSWER])
+    assistant = make_assistant(llm)
+    assistant.ingest()
+    assistant.ask("Who hosts Parler now?")
+    assert llm.cuts >= 1
+    settled_at_search: list[int] = []
+    embed = assistant.embedder._embed  # every embedding run, the question's search first
+    assistant.embedder._embed = lambda *a, **kw: settled_at_search.append(llm.settles) or embed(*a, **kw)
+    before = llm.settles
+    assistant.ask("Why did Parler drop its suit?")
+    assert settled_at_search and settled_at_search[0] > before  # settled before e5 first ran
+
+
 def test_small_set_gives_every_passage_in_document_order(make_assistant) -> None:  # type: ignore[no-untyped-def]
     llm = ScriptedLLM(["NOT_FOUND", "NOT_FOUND"])
     assistant = make_assistant(llm)

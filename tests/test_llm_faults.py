@@ -68,9 +68,15 @@ class FakeChatServer:
     recorded in `seen` as (monotonic arrival time, JSON body, Authorization header)."""
 
     def __init__(
-        self, script: list[Action] | None = None, api_key: str = "", yes: float = 0.8, stuck: bool = False
+        self,
+        script: list[Action] | None = None,
+        api_key: str = "",
+        yes: float = 0.8,
+        stuck: bool = False,
+        busy_polls: int = 0,
     ) -> None:
         self.script: deque[Action] = deque(script or [])
+        self.busy_polls = busy_polls  # GET /slots shows a slot processing this many times, then none
         self.seen: list[tuple[float, dict[str, Any], str]] = []
         self.stuck = stuck  # GET /slots never answers, as when llama.cpp's main loop is stuck
         self.probes: list[str] = []  # the paths of GET requests
@@ -81,7 +87,7 @@ class FakeChatServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _json(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            def _json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -119,6 +125,11 @@ class FakeChatServer:
                     return
                 if self.headers.get("Authorization") != f"Bearer {api_key}" and api_key:
                     self._json(401, {"error": {"message": "Invalid API Key", "type": "authentication_error"}})
+                    return
+                if self.path == "/slots":
+                    busy = outer.busy_polls != 0
+                    outer.busy_polls -= 1 if outer.busy_polls > 0 else 0
+                    self._json(200, [{"id": 0, "is_processing": False}, {"id": 1, "is_processing": busy}])
                     return
                 self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "x"}]})
 
@@ -523,15 +534,20 @@ def test_the_assistant_reports_a_stalled_stream_then_a_dead_server(
 class FakeEmbedded(EmbeddedServer):
     """An EmbeddedServer whose llama.cpp is a FakeChatServer checking the server's own key."""
 
-    def __init__(self, listen: bool = True, script: list[Action] | None = None, stuck: bool = False) -> None:
+    def __init__(
+        self, listen: bool = True, script: list[Action] | None = None, stuck: bool = False, busy_polls: int = 0
+    ) -> None:
         super().__init__(Path("fake.gguf"))
         self.listen = listen
         self.script = script
         self.stuck = stuck
+        self.busy_polls = busy_polls
 
     def start(self) -> FakeEmbedded:
         if self.listen:
-            self._server = FakeChatServer(self.script, api_key=self.api_key, stuck=self.stuck)
+            self._server = FakeChatServer(
+                self.script, api_key=self.api_key, stuck=self.stuck, busy_polls=self.busy_polls
+            )
             self.port = self._server.port
         else:  # dies at once: a port nothing listens on
             self._server = object()
@@ -757,6 +773,67 @@ def test_real_embedded_server_is_loopback_keyed_and_restarted_after_a_crash(
     assert _status(models, second.api_key) == 200
     restart = next(r.getMessage() for r in caplog.records if "restarted on" in r.getMessage())
     print(f"\n[embedded crash] {restart}; restart + answer {elapsed:.1f} s")
+
+
+def test_settle_waits_until_no_slot_is_processing(fake_embedded: Launches) -> None:
+    fake_embedded.plan.append({"busy_polls": 3})
+    llm = default_llm(embedded_settings())
+    assert isinstance(llm, EmbeddedLLM)
+    llm.settle()  # no reply was cut short: nothing to wait for, no look at the server
+    (server,) = fake_embedded
+    assert server._server.probes == []
+    llm.cut()
+    _, waited = timed(llm.settle)
+    assert server._server.probes.count("/slots") == 4  # three looks at a busy slot, then idle
+    assert waited < 1.0
+    llm.settle()  # once settled, nothing more
+    assert server._server.probes.count("/slots") == 4
+
+
+def test_settle_does_not_wait_once_the_server_has_had_its_time(
+    fake_embedded: Launches, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(llm_module, "SETTLE_TIMEOUT", 0.2)
+    fake_embedded.plan.append({"busy_polls": -1})
+    llm = default_llm(embedded_settings())
+    assert isinstance(llm, EmbeddedLLM)
+    llm.cut()
+    time.sleep(0.25)  # a person typing the next question
+    _, waited = timed(llm.settle)
+    assert waited < 0.05 and fake_embedded[0]._server.probes == []
+
+
+def test_settle_gives_up_after_its_timeout_and_on_a_stuck_server(
+    fake_embedded: Launches, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(llm_module, "SETTLE_TIMEOUT", 0.3)
+    fake_embedded.plan.extend([{"busy_polls": -1}, {"stuck": True}])  # -1: busy for ever
+    for _ in range(2):
+        llm = default_llm(embedded_settings())
+        assert isinstance(llm, EmbeddedLLM)
+        llm.cut()
+        _, waited = timed(llm.settle)
+        assert 0.25 <= waited < 1.5
+        monkeypatch.setattr(llm_module, "_embedded", None)  # the next test server
+    busy, stuck = fake_embedded
+    assert busy._server.probes.count("/slots") > 3 and stuck._server.probes == ["/slots"]
+
+
+@pytest.mark.slow
+def test_real_embedded_server_stops_a_reply_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply closed after a few words: `settle` returns once llama.cpp has noticed and stopped,
+    long before the reply's token limit."""
+    monkeypatch.setattr(llm_module, "_restarts", deque())
+    llm = default_llm(Settings(llm_base_url="", llm_timeout=120, llm_retries=0))
+    assert isinstance(llm, EmbeddedLLM)
+    pieces = llm.stream([{"role": "user", "content": "Count from 1 to 200, one number per line."}], 400, Completion())
+    words = [next(pieces) for _ in range(3)]
+    pieces.close()  # type: ignore[attr-defined]
+    llm.cut()
+    _, waited = timed(llm.settle)
+    assert words and waited < 1.0  # 400 tokens would take 25 s or more here
+    assert llm.server.wait_idle(0.0)
+    print(f"\n[settle] the server stopped {waited:.2f} s after the reply was closed")
 
 
 @pytest.mark.slow
