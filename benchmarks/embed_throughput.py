@@ -2,7 +2,8 @@
 
 The first pages of the Service-Public zip are loaded with the real loader and chunked with
 `chunk_document` until `--chunks` chunks are collected; each embedder then embeds them with
-`embed_passages` (the ingestion path: batches of `--batch`, `--threads` threads) after one
+`embed_passages` (the ingestion path: batches of `--batch`, `--threads` threads; e5 hands its
+engine `--texts-per-call` texts at a time, 1 as in rag) after one
 warm-up batch, `--repeats` times. Each embedder runs in its own child process, one after the
 other, so neither one's threads or caches disturb the other.
 
@@ -13,7 +14,7 @@ less when other processes share the cores). The 1-minute load average is printed
 run: on a shared machine, wall-clock figures are only as good as it is low.
 
     .venv/bin/python benchmarks/embed_throughput.py [--embedders e5,use] [--chunks 200] [--repeats 2]
-        [--threads 2] [--batch 32] [--out reports/embed_throughput.json]
+        [--threads 2] [--batch 32] [--texts-per-call 1] [--out reports/embed_throughput.json]
 
 Exits 0 with a message when the zip is absent.
 """
@@ -57,9 +58,10 @@ def load_chunks(zip_path: Path, n: int, chunk_tokens: int) -> list[str]:
     return texts[:n]
 
 
-def build(kind: str, threads: int, batch: int) -> Embedder:
-
-    return (USEEmbedder if kind == "use" else E5Embedder)(num_threads=threads, batch_size=batch)
+def build(kind: str, threads: int, batch: int, texts_per_call: int = 1) -> Embedder:
+    if kind == "use":
+        return USEEmbedder(num_threads=threads, batch_size=batch)
+    return E5Embedder(num_threads=threads, batch_size=batch, texts_per_call=texts_per_call)
 
 
 def token_counts(texts: Sequence[str]) -> dict[str, int]:
@@ -75,9 +77,9 @@ def token_counts(texts: Sequence[str]) -> dict[str, int]:
     }
 
 
-def child(kind: str, texts: list[str], repeats: int, threads: int, batch: int) -> dict:
+def child(kind: str, texts: list[str], repeats: int, threads: int, batch: int, texts_per_call: int = 1) -> dict:
     t = time.perf_counter()
-    embedder = build(kind, threads, batch)
+    embedder = build(kind, threads, batch, texts_per_call)
     load_s = time.perf_counter() - t
     embedder.embed_passages(texts[: embedder.batch_size])  # warm-up (not timed)
     runs = []
@@ -98,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--texts-per-call", type=int, default=1, help="e5: texts per engine call (rag's default: 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "embed_throughput.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one embedder, print JSON
     args = parser.parse_args(argv)
@@ -107,13 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     texts = load_chunks(args.zip, args.chunks, args.chunk_tokens)
     if args.child:
-        print(json.dumps(child(args.child, texts, args.repeats, args.threads, args.batch)))
+        print(json.dumps(child(args.child, texts, args.repeats, args.threads, args.batch, args.texts_per_call)))
         return 0
 
     counts = token_counts(texts)
     print(
         f"{len(texts)} chunks of <= {args.chunk_tokens} tiktoken tokens: {counts['tiktoken']} tiktoken tokens, "
-        f"{counts['e5']} e5 tokens, {counts['use']} USE tokens; threads={args.threads}, batch={args.batch}"
+        f"{counts['e5']} e5 tokens, {counts['use']} USE tokens; threads={args.threads}, batch={args.batch}, "
+        f"e5 texts per call={args.texts_per_call}"
     )
     results = []
     for kind in [k.strip() for k in args.embedders.split(",") if k.strip()]:
@@ -152,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "tokens": counts,
                 "threads": args.threads,
                 "batch": args.batch,
+                "texts_per_call": args.texts_per_call,
                 "cpus": os.cpu_count(),
                 "results": results,
             },

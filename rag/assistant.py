@@ -32,6 +32,7 @@ from typing import Any
 from rag import prompts
 from rag.answer import AnswerConfig, Answerer
 from rag.config import Settings
+from rag.cores import CoreShare
 from rag.embeddings import E5Embedder, Embedder, OpenAIEmbedder
 from rag.errors import EmptyIndexError, QuestionError, RagError
 from rag.ingest import sync_folder
@@ -121,6 +122,10 @@ class Assistant:
         )
         self._llm = llm
         self.embedder.before_run = self._settle_llm  # e5 and the local LLM share the cores
+        self.cores = CoreShare()
+        if not s.llm_base_url and not isinstance(self.embedder, OpenAIEmbedder):
+            # both engines run here: indexing waits while a question is answered (rag/cores.py)
+            self.embedder.before_batch = self.cores.wait_turn
         self._answerer_obj: Answerer | None = None
         self._warm_lock = threading.Lock()
         self._warmed: str | None = None  # the system message whose prefix the LLM holds
@@ -186,7 +191,7 @@ class Assistant:
             if progress is not None:
                 progress(done, total, name)
 
-        with self._ingest_lock:
+        with self._ingest_lock, self.cores.background():
             self.indexing = (0, 0)
             try:
                 report = sync_folder(
@@ -260,6 +265,10 @@ class Assistant:
 
     def stream(self, question: str, history: History | None = None) -> Iterator[Event]:
         """Yield Status and Token events as work progresses, then exactly one Answer."""
+        with self.cores.answering():
+            yield from self._stream(question, history)
+
+    def _stream(self, question: str, history: History | None) -> Iterator[Event]:
         started = time.perf_counter()
         question = self._validate(question)
         history = self._clean_history(history)

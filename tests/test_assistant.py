@@ -385,3 +385,39 @@ def test_syncs_from_two_threads_run_one_after_the_other(make_assistant, fixture_
     assert results and results[0].added and seen == [(1, 1)]
     assert assistant.indexing is None
     assert {d["path"] for d in assistant.documents()} >= {"000_1d7c1f8b7bb62d9d.txt"}
+
+
+def _ingest_while_answering(assistant, folder: Path) -> tuple[bool, bool]:  # type: ignore[no-untyped-def]
+    """Open a stream, index `folder` from another thread: (did the indexing embed anything while
+    the stream was open, has it finished once the stream is read to the end)."""
+    import threading
+
+    ingest_runs: list[str] = []
+    embed = assistant.embedder._embed
+    assistant.embedder._embed = lambda *a, **kw: ingest_runs.append(threading.current_thread().name) or embed(*a, **kw)
+    stream = assistant.stream("Why did Parler drop its suit?")
+    assert isinstance(next(stream), Status)  # the question is being answered from here
+    results: list[object] = []
+    worker = threading.Thread(target=lambda: results.append(assistant.ingest(folder)), name="indexing")
+    worker.start()
+    worker.join(0.5)
+    embedded_meanwhile = "indexing" in ingest_runs
+    events = list(stream)
+    worker.join(10)
+    assert isinstance(events[-1], Answer) and not events[-1].abstained
+    return embedded_meanwhile, bool(results) and not worker.is_alive()
+
+
+def test_indexing_waits_while_a_question_is_answered(make_assistant, fixture_docs_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant(ScriptedLLM([SEED_ANSWER]))
+    assistant.ingest()
+    embedded_meanwhile, finished = _ingest_while_answering(assistant, fixture_docs_dir)
+    assert not embedded_meanwhile and finished
+    assert {d["path"] for d in assistant.documents()} > {"000_1d7c1f8b7bb62d9d.txt"}
+
+
+def test_indexing_does_not_wait_for_a_remote_llm(make_assistant, fixture_docs_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    assistant = make_assistant(ScriptedLLM([SEED_ANSWER]), llm_base_url="http://127.0.0.1:9/v1")
+    assistant.ingest()
+    embedded_meanwhile, finished = _ingest_while_answering(assistant, fixture_docs_dir)
+    assert embedded_meanwhile and finished

