@@ -26,9 +26,11 @@ the assistant then syncs like any other. Feedback goes to `settings.data_dir/fee
 
 Programmatic chat: one public endpoint, `/ask` (`make_ask_handler`), for `gradio_client`:
 `Client(url).predict("question", [history], api_name="/ask")` -> `(answer text, {"sources",
-"abstained", "unsupported", "withdrawn"})`. The page's own events stay private. Every event that uses the
-assistant (chat, /ask, upload, removal) shares one concurrency group, `"assistant"`, limited
-to 1 (there is one LLM), behind one queue of at most `QUEUE_SIZE` waiting events; past that a
+"abstained", "unsupported", "withdrawn"})`. The page's own events stay private. The events that ask the assistant (chat,
+/ask) share one concurrency group, `"assistant"`, limited to 1 (there is one LLM); upload and
+removal share another, `"indexing"`, also limited to 1, so a question is answered while an
+upload is indexed (from the documents indexed before; the indexing pauses while it is answered,
+see rag/cores.py). All wait behind one queue of at most `QUEUE_SIZE` events; past that a
 request is refused at once with "Queue is full" (HTTP 503, `gradio_client` raises
 `QueueError`). `launch` turns off the queue-skipping REST routes (`api_open=False`), so no
 client can reach the LLM around the queue.
@@ -723,7 +725,8 @@ def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> g
     data_dir = _data_dir(assistant)
     uploads = data_dir / "uploads"
     feedback_path = data_dir / "feedback.jsonl"
-    serial: dict[str, Any] = {"concurrency_id": "assistant", "concurrency_limit": 1}  # one index user at a time
+    serial: dict[str, Any] = {"concurrency_id": "assistant", "concurrency_limit": 1}  # one LLM user at a time
+    indexing_only: dict[str, Any] = {"concurrency_id": "indexing", "concurrency_limit": 1}  # beside the questions
     quiet: dict[str, Any] = {"queue": False, "api_visibility": "private"}
 
     def documents_html() -> str:
@@ -881,7 +884,7 @@ def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> g
                 notes.append("⚠️ The upload failed; see the logs.")
             return (*refreshed("<br>".join(notes)), None)
 
-        files.upload(add, [files], [*doc_outputs, files], api_visibility="private", **serial)
+        files.upload(add, [files], [*doc_outputs, files], api_visibility="private", **indexing_only)
 
         def drop(name: str | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
             if not name:
@@ -898,7 +901,7 @@ def create_app(assistant: Any, on_change: Callable[[], None] | None = None) -> g
                 status = "⚠️ The removal failed; see the logs."
             return refreshed(status)
 
-        remove.click(drop, [removable], doc_outputs, api_visibility="private", **serial)
+        remove.click(drop, [removable], doc_outputs, api_visibility="private", **indexing_only)
 
         def view(path: str | None) -> str:
             if not path:

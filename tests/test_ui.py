@@ -332,10 +332,12 @@ def test_ask_is_the_only_public_endpoint_and_shares_the_assistant_queue() -> Non
     public = [f for f in app.fns.values() if f.api_visibility == "public"]
     assert [f.api_name for f in public] == [ui.ASK_API_NAME]
     assert {f.api_visibility for f in app.fns.values() if f.api_name == "chat"} == {"private"}
-    # every event that uses the assistant is queued in one group limited to 1: the chat, /ask, upload, removal
-    serial = sorted(str(f.api_name) for f in app.fns.values() if f.concurrency_id == "assistant")
-    assert serial == ["add", "ask", "chat", "drop"]
-    assert all(f.queue and f.concurrency_limit == 1 for f in app.fns.values() if f.concurrency_id == "assistant")
+    # the events that ask the LLM are queued in one group limited to 1 (the chat, /ask); upload and
+    # removal in another, so that a question is answered while an upload is indexed
+    groups = {"assistant": ["ask", "chat"], "indexing": ["add", "drop"]}
+    for group, names in groups.items():
+        assert sorted(str(f.api_name) for f in app.fns.values() if f.concurrency_id == group) == names
+        assert all(f.queue and f.concurrency_limit == 1 for f in app.fns.values() if f.concurrency_id == group)
     info = app.get_api_info()
     assert info is not None
     params = info["named_endpoints"]["/ask"]["parameters"]

@@ -210,6 +210,46 @@ def test_upload_then_ask_what_only_it_says(fake_app: tuple[Any, str], page: Any,
     wait_until(lambda: "Quillon" not in warmed_prefixes(assistant)[-1])  # and again without it
 
 
+def test_a_question_is_answered_while_an_upload_is_indexed(
+    fake_app: tuple[Any, str], page: Any, tmp_path: Path
+) -> None:
+    import threading
+
+    from rag import ui
+
+    assistant, url = fake_app
+    embedding_it, release = threading.Event(), threading.Event()
+    embed = assistant.embedder._embed
+
+    def slow(texts: Any, is_query: bool) -> Any:  # the upload's passages wait until the question is answered
+        if any("Borealis" in t for t in texts):
+            embedding_it.set()
+            release.wait(30)
+        return embed(texts, is_query)
+
+    assistant.embedder._embed = slow
+    try:
+        doc = tmp_path / "borealis notes.txt"
+        doc.write_text("The Borealis station keeps a logbook. Its mascot is a blue heron named Pell.\n")
+        open_app(page, url)
+        page.get_by_role("tab", name="Documents").click()
+        page.locator("#upload input[type=file]").set_input_files(str(doc))
+        assert embedding_it.wait(20)  # the upload is being indexed
+        page.get_by_role("tab", name="Chat").click()
+        message = ask(page, SEED_QUESTION)
+        assert "Parler a abandonné sa plainte contre Amazon" in message.inner_text()
+        assert assistant.indexing is not None  # answered before the upload's indexing ended
+        release.set()
+        page.get_by_role("tab", name="Documents").click()
+        page.locator("#upload-status", has_text="Added and indexed").wait_for()
+    finally:
+        release.set()
+        assistant.embedder._embed = embed
+        uploads = assistant.settings.data_dir / "uploads"
+        if "borealis notes.txt" in ui.uploaded_documents(assistant, uploads):
+            ui.remove_upload(assistant, uploads, "borealis notes.txt")
+
+
 def warmed_prefixes(assistant: Any) -> list[str]:
     """The system messages of the fake LLM's warm-ups (`Assistant.warm` reads the prefix with "Hi")."""
     return [held[0]["content"] for held in list(assistant.llm.held_messages) if held[-1]["content"] == "Hi"]
