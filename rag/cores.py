@@ -8,12 +8,14 @@ of 28 s (`benchmarks/overlap.py`). So a thread marked `background()` (the Assist
 waits, before each text it embeds, while any question is being answered (`answering()`): the
 question runs at full speed and the indexing resumes after it.
 
-A background thread waits `max_wait` seconds at most for one text, so a stream of questions (or
-an answer never closed by its caller) slows an indexing down but never stops it."""
+Only answers that started less than `max_wait` seconds ago are waited for: an answer never
+closed by its caller (a stream abandoned half-read) holds an indexing back `max_wait` seconds
+once, not before every text, and a stream of questions slows an indexing but never stops it."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,19 +26,22 @@ class CoreShare:
     def __init__(self, max_wait: float = MAX_WAIT) -> None:
         self.max_wait = max_wait
         self._cond = threading.Condition()
-        self._answering = 0
+        self._started: dict[int, float] = {}  # answers running: id -> start (time.monotonic)
+        self._next_id = 0
         self._local = threading.local()
 
     @contextmanager
     def answering(self) -> Iterator[None]:
-        """While inside, background threads do not start embedding another text."""
+        """While inside (for `max_wait` seconds at most), background threads do not start embedding another text."""
         with self._cond:
-            self._answering += 1
+            key = self._next_id
+            self._next_id += 1
+            self._started[key] = time.monotonic()
         try:
             yield
         finally:
             with self._cond:
-                self._answering -= 1
+                del self._started[key]
                 self._cond.notify_all()
 
     @contextmanager
@@ -50,11 +55,17 @@ class CoreShare:
             self._local.background = before
 
     def wait_turn(self) -> None:
-        """In a background thread: return once no question is being answered (or after `max_wait`)."""
-        if getattr(self._local, "background", False):
-            with self._cond:
-                self._cond.wait_for(lambda: self._answering == 0, timeout=self.max_wait)
+        """In a background thread: return once no answer younger than `max_wait` runs."""
+        if not getattr(self._local, "background", False):
+            return
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                young = [t for t in self._started.values() if now - t < self.max_wait]
+                if not young:
+                    return
+                self._cond.wait(timeout=min(young) + self.max_wait - now)
 
     @property
     def answers_running(self) -> int:
-        return self._answering
+        return len(self._started)
