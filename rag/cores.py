@@ -2,9 +2,10 @@
 
 The bundled e5 and the embedded llama.cpp server each run two threads on the two cores. Run
 together, each engine's threads wait at their barriers for a thread the other engine has
-descheduled, and both slow down far more than twice: a question answered while 150
-Service-Public pages were being indexed took 49 s instead of 18 s, and the indexing 52 s instead
-of 28 s (`benchmarks/overlap.py`). So a thread marked `background()` (the Assistant's indexing)
+descheduled, and both slow down far more than twice: the first of 4 questions asked while 150
+Service-Public pages were being indexed took 66.7 s instead of 16.5 s, the 4 took 87.3 s instead
+of 46.9 s, and the indexing 55.9 s instead of 31.5 s (`benchmarks/overlap.py`; with the pause:
+48.9 s for the 4, the indexing after them). So a thread marked `background()` (the Assistant's indexing)
 waits, before each text it embeds, while any question is being answered (`answering()`): the
 question runs at full speed and the indexing resumes after it.
 
