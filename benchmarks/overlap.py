@@ -4,8 +4,8 @@ In one process, as in the UI when a user uploads files and asks meanwhile: an As
 the first `--base-pages` Service-Public pages (the retrieval path) answers `--questions`
 questions alone; then indexes `--pages` more pages alone; then removes them again (syncing
 the emptied folder, so that no vector of theirs is kept) and indexes the same pages once more
-while it answers the same questions, one after the other, from a second thread's point of
-view: the indexing starts first and the questions come one second later.
+in a second thread while it answers the same questions one after the other: the indexing starts
+first and the questions come one second later.
 
 Reported: each question's retrieval, first-token and total time, alone and during the
 indexing; the indexing's wall time alone and during the questions, with the chunks it embedded
